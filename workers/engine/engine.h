@@ -1,0 +1,70 @@
+// The engine loop of one worker: scheduler + KV bookkeeping + model runner + samplers.
+// Callers add requests as token ids and call step() until idle.
+#pragma once
+
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "workers/engine/kv_cache.h"
+#include "workers/engine/model_runner.h"
+#include "workers/engine/sampler.h"
+#include "workers/engine/scheduler.h"
+#include "workers/engine/weights.h"
+
+namespace splitwise::engine {
+
+struct EngineConfig {
+  int num_kv_blocks = 0;  // 0: room for max_num_seqs full-context sequences
+  int block_size = 16;
+  SchedulerConfig scheduler;
+};
+
+struct GenerationRequest {
+  SeqId id = 0;
+  std::vector<TokenId> prompt;
+  SamplingParams sampling;
+  int max_new_tokens = 16;
+  std::vector<TokenId> stop_ids;  // e.g. the tokenizer's EOS ids
+};
+
+struct EngineStats {
+  int64_t steps = 0;
+  int64_t prompt_tokens = 0;  // prefill tokens run (recomputation included)
+  int64_t decode_tokens = 0;
+  int64_t preemptions = 0;
+};
+
+class Engine {
+ public:
+  // `weights` must outlive the engine.
+  Engine(const ModelWeights* weights, const EngineConfig& config);
+
+  // Rejects what can never run: an empty prompt or one that fills the context, a
+  // duplicate id, bad sampling values, more KV than the whole cache holds.
+  Status add_request(GenerationRequest request);
+  void abort(SeqId id);
+
+  // One forward step; returns the tokens it produced (with finish reasons).
+  Result<std::vector<StepResult>> step();
+  bool idle() const { return scheduler_.idle(); }
+
+  const EngineStats& stats() const { return stats_; }
+  const ModelConfig& config() const { return weights_->config; }
+  int num_free_blocks() const { return kv_.num_free_blocks(); }
+  int num_kv_blocks() const { return pool_.num_blocks(); }
+
+ private:
+  const ModelWeights* weights_;
+  BlockPool pool_;
+  KvCacheManager kv_;
+  Scheduler scheduler_;
+  ModelRunner runner_;
+  std::unordered_map<SeqId, Sampler> samplers_;
+  EngineStats stats_;
+  std::vector<SequenceChunk> chunks_;  // reused per step
+  std::vector<float> logits_;
+  std::vector<TokenId> sampled_;
+};
+
+}  // namespace splitwise::engine

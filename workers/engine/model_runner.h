@@ -1,0 +1,65 @@
+// One forward step of a Llama-family model over a batch that mixes prefill chunks and
+// decode tokens of many sequences, on the CPU in fp32, with a paged KV cache.
+// The runner computes; it never decides what runs (that is the scheduler's job).
+#pragma once
+
+#include <span>
+#include <vector>
+
+#include "workers/engine/kv_cache.h"
+#include "workers/engine/rope.h"
+#include "workers/engine/status.h"
+#include "workers/engine/tokenizer.h"
+#include "workers/engine/weights.h"
+
+namespace splitwise::engine {
+
+// The tokens of one sequence to run this step: a prefill chunk or one decode token.
+struct SequenceChunk {
+  std::span<const TokenId> tokens;       // tokens to process, positions start_pos...
+  int start_pos = 0;                     // KV for [0, start_pos) is already cached
+  std::span<const BlockId> block_table;  // covers start_pos + tokens.size() tokens
+  int num_logits = 1;                    // logits for the last num_logits tokens (0: none)
+};
+
+class ModelRunner {
+ public:
+  // `weights` must outlive the runner. The KV cache holds num_kv_blocks blocks of
+  // block_size tokens for every layer.
+  ModelRunner(const ModelWeights* weights, int num_kv_blocks, int block_size);
+
+  const ModelConfig& config() const { return weights_->config; }
+  int num_kv_blocks() const { return num_kv_blocks_; }
+  int block_size() const { return block_size_; }
+
+  // Runs the batch; `logits` becomes [sum of num_logits, vocab] in chunk order.
+  // Bad input (token out of range, position past the context, a block table too
+  // short) is reported, and the cache is left as it was for other sequences.
+  Status forward(std::span<const SequenceChunk> batch, std::vector<float>* logits);
+
+  // KV storage of one layer, [num_kv_blocks, block_size, kv_dim]: the transport sends
+  // blocks of it by id.
+  float* key_cache(int layer) { return keys_.data() + layer * layer_stride_; }
+  float* value_cache(int layer) { return values_.data() + layer * layer_stride_; }
+  size_t block_floats() const { return static_cast<size_t>(block_size_) * config().kv_dim(); }
+
+ private:
+  Status validate(std::span<const SequenceChunk> batch) const;
+  void attention(int layer, std::span<const SequenceChunk> batch);
+
+  const ModelWeights* weights_;
+  int num_kv_blocks_;
+  int block_size_;
+  size_t layer_stride_;
+  std::vector<float> keys_;    // [layers, blocks, block_size, kv_dim]
+  std::vector<float> values_;  // same
+  RopeTable rope_;
+
+  // Per-step workspaces, grown on demand and reused so steady state allocates nothing.
+  std::vector<float> x_, xb_, qkv_, attn_, gate_up_, act_, normed_;
+  std::vector<float> scores_;     // [threads, max_position] attention scratch
+  std::vector<int> token_pos_;    // [tokens] position of each batch token
+  std::vector<int> token_chunk_;  // [tokens] index of its chunk
+};
+
+}  // namespace splitwise::engine

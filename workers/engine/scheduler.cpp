@@ -1,0 +1,125 @@
+#include "workers/engine/scheduler.h"
+
+#include <algorithm>
+
+#include "workers/engine/status.h"
+
+namespace splitwise::engine {
+
+const char* to_string(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kNone: return "none";
+    case FinishReason::kStop: return "stop";
+    case FinishReason::kLength: return "length";
+    case FinishReason::kAborted: return "aborted";
+  }
+  return "unknown";
+}
+
+void Scheduler::add(SequenceState seq) {
+  SW_CHECK(!seq.tokens.empty() && seq.num_prompt > 0 && seq.max_len > 0);
+  waiting_.push_back(std::move(seq));
+}
+
+bool Scheduler::abort(SeqId id) {
+  for (auto* q : {&waiting_, &running_}) {
+    auto it = std::find_if(q->begin(), q->end(), [id](const auto& s) { return s.id == id; });
+    if (it != q->end()) {
+      kv_->free(id);
+      q->erase(it);
+      return true;
+    }
+  }
+  return false;
+}
+
+// Recompute-style preemption of the newest running sequence: its blocks go back to
+// the pool and it re-enters the queue first, to prefill prompt + generated tokens again.
+void Scheduler::preempt_last() {
+  SequenceState seq = std::move(running_.back());
+  running_.pop_back();
+  kv_->free(seq.id);
+  seq.num_computed = 0;
+  ++seq.num_preemptions;
+  waiting_.push_front(std::move(seq));
+}
+
+StepPlan Scheduler::schedule() {
+  StepPlan plan;
+  int budget = config_.max_batch_tokens;
+
+  // 1. Running sequences, oldest first: each continues its prefill or decodes one token.
+  for (size_t i = 0; i < running_.size() && budget > 0;) {
+    SequenceState& seq = running_[i];
+    const int remaining = static_cast<int>(seq.tokens.size()) - seq.num_computed;
+    const int count = std::min(remaining, budget);
+    if (!kv_->reserve(seq.id, seq.num_computed + count)) {
+      if (i + 1 == running_.size()) {
+        // Nothing newer to evict: this one yields its own blocks.
+        plan.preempted.push_back(seq.id);
+        preempt_last();
+        break;
+      }
+      plan.preempted.push_back(running_.back().id);
+      preempt_last();
+      continue;  // retry the same sequence with the freed blocks
+    }
+    plan.chunks.push_back({seq.id, seq.num_computed, count,
+                           seq.num_computed + count == static_cast<int>(seq.tokens.size())});
+    budget -= count;
+    ++i;
+  }
+
+  // 2. Waiting sequences, strictly FCFS: the first that does not fit stops admission,
+  // so a long prompt is not starved by shorter ones behind it.
+  while (!waiting_.empty() && budget > 0 &&
+         static_cast<int>(plan.chunks.size()) < config_.max_num_seqs && plan.preempted.empty()) {
+    SequenceState& seq = waiting_.front();
+    const int count = std::min(static_cast<int>(seq.tokens.size()), budget);
+    if (!kv_->reserve(seq.id, count)) break;
+    plan.chunks.push_back({seq.id, 0, count, count == static_cast<int>(seq.tokens.size())});
+    budget -= count;
+    running_.push_back(std::move(seq));
+    waiting_.pop_front();
+  }
+  return plan;
+}
+
+std::vector<StepResult> Scheduler::update(const StepPlan& plan, std::span<const TokenId> sampled) {
+  std::vector<StepResult> results;
+  size_t next = 0;
+  for (const ScheduledChunk& chunk : plan.chunks) {
+    auto it = std::find_if(running_.begin(), running_.end(),
+                           [&](const auto& s) { return s.id == chunk.id; });
+    if (chunk.sample) SW_CHECK(next < sampled.size());
+    const TokenId token = chunk.sample ? sampled[next++] : -1;
+    if (it == running_.end()) continue;  // aborted while the step ran
+    SequenceState& seq = *it;
+    SW_CHECK(seq.num_computed == chunk.start);
+    seq.num_computed += chunk.count;
+    if (!chunk.sample) continue;
+    seq.tokens.push_back(token);
+    StepResult r{seq.id, token, FinishReason::kNone};
+    if (std::find(seq.stop_ids.begin(), seq.stop_ids.end(), token) != seq.stop_ids.end())
+      r.finish = FinishReason::kStop;
+    else if (seq.num_generated() >= seq.max_new_tokens ||
+             static_cast<int>(seq.tokens.size()) >= seq.max_len)
+      r.finish = FinishReason::kLength;
+    results.push_back(r);
+    if (r.finish != FinishReason::kNone) {
+      kv_->free(seq.id);
+      running_.erase(it);
+    }
+  }
+  SW_CHECK(next == sampled.size());
+  return results;
+}
+
+const SequenceState* Scheduler::find(SeqId id) const {
+  for (const auto* q : {&waiting_, &running_})
+    for (const SequenceState& s : *q)
+      if (s.id == id) return &s;
+  return nullptr;
+}
+
+}  // namespace splitwise::engine

@@ -1,0 +1,84 @@
+// Continuous-batching scheduler: pure policy. schedule() turns the queue into a step
+// plan (decodes first, then FCFS prefill chunks within a token budget); update() takes
+// the sampled tokens back. It never touches model memory: KV space is asked of the
+// KvCacheManager, which answers with block ids or "no room".
+#pragma once
+
+#include <deque>
+#include <span>
+#include <vector>
+
+#include "workers/engine/kv_cache.h"
+#include "workers/engine/tokenizer.h"
+
+namespace splitwise::engine {
+
+struct SchedulerConfig {
+  int max_batch_tokens = 2048;  // prompt + decode tokens in one step
+  int max_num_seqs = 256;       // sequences in one step
+};
+
+enum class FinishReason { kNone, kStop, kLength, kAborted };
+const char* to_string(FinishReason reason);
+
+struct SequenceState {
+  SeqId id = 0;
+  std::vector<TokenId> tokens;  // prompt, then generated tokens
+  int num_prompt = 0;
+  int num_computed = 0;  // tokens whose KV is in the cache
+  int max_new_tokens = 0;
+  int max_len = 0;  // context limit: generation stops when tokens reach it
+  std::vector<TokenId> stop_ids;
+  int num_preemptions = 0;
+
+  int num_generated() const { return static_cast<int>(tokens.size()) - num_prompt; }
+};
+
+// Tokens [start, start + count) of sequence `id` run this step; when `sample`, the
+// last of them yields logits and a new token.
+struct ScheduledChunk {
+  SeqId id = 0;
+  int start = 0;
+  int count = 0;
+  bool sample = false;
+};
+
+struct StepPlan {
+  std::vector<ScheduledChunk> chunks;
+  std::vector<SeqId> preempted;  // lost their KV this step; will be recomputed
+  bool empty() const { return chunks.empty(); }
+};
+
+struct StepResult {
+  SeqId id = 0;
+  TokenId token = -1;
+  FinishReason finish = FinishReason::kNone;
+};
+
+class Scheduler {
+ public:
+  Scheduler(const SchedulerConfig& config, KvCacheManager* kv) : config_(config), kv_(kv) {}
+
+  void add(SequenceState seq);
+  // Drops a sequence wherever it is and frees its blocks. False if unknown.
+  bool abort(SeqId id);
+
+  StepPlan schedule();
+  // `sampled` holds one token per chunk with sample == true, in plan order.
+  std::vector<StepResult> update(const StepPlan& plan, std::span<const TokenId> sampled);
+
+  const SequenceState* find(SeqId id) const;
+  int num_waiting() const { return static_cast<int>(waiting_.size()); }
+  int num_running() const { return static_cast<int>(running_.size()); }
+  bool idle() const { return waiting_.empty() && running_.empty(); }
+
+ private:
+  void preempt_last();
+
+  SchedulerConfig config_;
+  KvCacheManager* kv_;
+  std::deque<SequenceState> waiting_;  // FCFS; preempted sequences go to the front
+  std::deque<SequenceState> running_;  // hold KV blocks, in admission order
+};
+
+}  // namespace splitwise::engine
