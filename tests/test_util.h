@@ -19,8 +19,8 @@ std::string read_file(const std::filesystem::path& path);
 }  // namespace splitwise::testing
 
 // Skips the current test with a message naming the missing file.
-#define SW_REQUIRE_SHARED(var, relative)                                             \
-  const std::filesystem::path var = ::splitwise::testing::shared_path(relative);     \
-  if (var.empty()) {                                                                 \
+#define SW_REQUIRE_SHARED(var, relative)                                                \
+  const std::filesystem::path var = ::splitwise::testing::shared_path(relative);        \
+  if (var.empty()) {                                                                    \
     GTEST_SKIP() << "shared data not found: " << relative << " (set SPLITWISE_SHARED)"; \
   }

@@ -1,5 +1,6 @@
 #include "workers/engine/engine.h"
 
+#include <algorithm>
 #include <string>
 
 namespace splitwise::engine {
@@ -8,7 +9,10 @@ namespace {
 int default_blocks(const ModelWeights& w, const EngineConfig& c) {
   if (c.num_kv_blocks > 0) return c.num_kv_blocks;
   const int per_seq = (w.config.max_position + c.block_size - 1) / c.block_size;
-  return per_seq * c.scheduler.max_num_seqs;
+  const size_t block_bytes =
+      size_t{2} * sizeof(float) * c.block_size * w.config.kv_dim() * w.config.num_layers;
+  const size_t fit = c.kv_cache_bytes / block_bytes;
+  return static_cast<int>(std::min<size_t>(fit, size_t(per_seq) * c.scheduler.max_num_seqs));
 }
 }  // namespace
 
@@ -34,8 +38,8 @@ Status Engine::add_request(GenerationRequest request) {
       return Status::error("request " + std::to_string(request.id) + ": token id " +
                            std::to_string(t) + " outside the vocabulary of " +
                            std::to_string(weights_->config.vocab_size));
-  SW_RETURN_IF_ERROR(validate_sampling(request.sampling)
-                         .with_context("request " + std::to_string(request.id)));
+  SW_RETURN_IF_ERROR(
+      validate_sampling(request.sampling).with_context("request " + std::to_string(request.id)));
   if (samplers_.count(request.id))
     return Status::error("request " + std::to_string(request.id) + ": id already in use");
   const int max_len = std::min(context, n + request.max_new_tokens);

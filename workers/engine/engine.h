@@ -15,7 +15,9 @@
 namespace splitwise::engine {
 
 struct EngineConfig {
-  int num_kv_blocks = 0;  // 0: room for max_num_seqs full-context sequences
+  int num_kv_blocks = 0;  // 0: as many as kv_cache_bytes holds (capped at what
+                          // max_num_seqs full-context sequences could use)
+  size_t kv_cache_bytes = size_t{256} << 20;
   int block_size = 16;
   SchedulerConfig scheduler;
 };

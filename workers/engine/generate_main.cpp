@@ -1,7 +1,7 @@
 // splitwise-generate: model + tokenizer + prompt -> text on stdout, speed on stderr.
-#include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -14,6 +14,8 @@
 
 namespace fs = std::filesystem;
 using namespace splitwise::engine;
+using splitwise::Result;
+using splitwise::Status;
 
 namespace {
 
@@ -40,6 +42,7 @@ int main(int argc, char** argv) {
   GenerationRequest req;
   req.max_new_tokens = 256;
   bool quiet = false;
+  int steps = 0;
   app.add_option("-m,--model", model_path, "Hugging Face model directory or llama2.c .bin")
       ->required();
   app.add_option("-z,--tokenizer", tokenizer_path,
@@ -47,10 +50,14 @@ int main(int argc, char** argv) {
   app.add_option("-p,--prompt", prompt, "prompt text (default: empty, generation from BOS)");
   app.add_option("-n,--max-tokens", req.max_new_tokens, "new tokens to generate")
       ->check(CLI::PositiveNumber);
+  app.add_option("--steps", steps,
+                 "llama2.c's -n: positions to run, prompt included (overrides --max-tokens)")
+      ->check(CLI::PositiveNumber);
   app.add_option("-t,--temperature", req.sampling.temperature, "0 = greedy")
       ->check(CLI::NonNegativeNumber);
   app.add_option("-k,--top-k", req.sampling.top_k, "keep the k most likely tokens (0 = all)");
-  app.add_option("--top-p", req.sampling.top_p, "nucleus sampling mass")->check(CLI::Range(0.0, 1.0));
+  app.add_option("--top-p", req.sampling.top_p, "nucleus sampling mass")
+      ->check(CLI::Range(0.0, 1.0));
   app.add_option("-s,--seed", req.sampling.seed, "random seed for sampling");
   app.add_flag("-q,--quiet", quiet, "no speed report on stderr");
   CLI11_PARSE(app, argc, argv);
@@ -67,6 +74,11 @@ int main(int argc, char** argv) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
 
   req.prompt = (*tokenizer)->encode(prompt, /*add_bos=*/true);
+  // llama2.c prints one piece per position after BOS, the prompt's own included.
+  if (steps > 0) req.max_new_tokens = steps - static_cast<int>(req.prompt.size()) + 1;
+  if (req.max_new_tokens < 1)
+    return fail("--steps " + std::to_string(steps) + " does not cover the prompt's " +
+                std::to_string(req.prompt.size()) + " tokens");
   req.stop_ids = (*tokenizer)->eos_ids();
   // BOS mid-stream means "a new document starts": llama2.c stops there too.
   if (auto bos = (*tokenizer)->bos_id()) req.stop_ids.push_back(*bos);

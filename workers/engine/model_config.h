@@ -32,6 +32,10 @@ struct ModelConfig {
   bool tie_word_embeddings = false;
   int bos_token_id = 1;
   std::vector<int> eos_token_ids{2};
+  // Reproduces transformers run in bf16, whose RoPE inv_freq buffer is cast to bf16 with
+  // the model: at position 300 that shifts angles by up to ~0.6 rad. Off by default (the
+  // fp32 table is the model's real function); tests comparing with such goldens set it.
+  bool rope_inv_freq_bf16 = false;
 
   int q_dim() const { return num_heads * head_dim; }
   int kv_dim() const { return num_kv_heads * head_dim; }

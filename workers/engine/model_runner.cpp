@@ -29,8 +29,8 @@ ModelRunner::ModelRunner(const ModelWeights* weights, int num_kv_blocks, int blo
       num_kv_blocks_(num_kv_blocks),
       block_size_(block_size),
       layer_stride_(static_cast<size_t>(num_kv_blocks) * block_size * weights->config.kv_dim()),
-      keys_(layer_stride_ * weights->config.num_layers),
-      values_(layer_stride_ * weights->config.num_layers),
+      keys_(std::make_unique_for_overwrite<float[]>(layer_stride_ * weights->config.num_layers)),
+      values_(std::make_unique_for_overwrite<float[]>(layer_stride_ * weights->config.num_layers)),
       rope_(make_rope_table(weights->config, weights->config.max_position)) {}
 
 Status ModelRunner::validate(std::span<const SequenceChunk> batch) const {
@@ -137,8 +137,7 @@ Status ModelRunner::forward(std::span<const SequenceChunk> batch, std::vector<fl
   }
   logits->resize(static_cast<size_t>(num_logits) * c.vocab_size);
   if (num_logits > 0)
-    ops::matmul_nt(normed, weights_->lm_head_data(), logits->data(), num_logits, c.vocab_size,
-                   dim);
+    ops::matmul_nt(normed, weights_->lm_head_data(), logits->data(), num_logits, c.vocab_size, dim);
   return {};
 }
 

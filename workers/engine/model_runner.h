@@ -3,6 +3,7 @@
 // The runner computes; it never decides what runs (that is the scheduler's job).
 #pragma once
 
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -39,8 +40,8 @@ class ModelRunner {
 
   // KV storage of one layer, [num_kv_blocks, block_size, kv_dim]: the transport sends
   // blocks of it by id.
-  float* key_cache(int layer) { return keys_.data() + layer * layer_stride_; }
-  float* value_cache(int layer) { return values_.data() + layer * layer_stride_; }
+  float* key_cache(int layer) { return keys_.get() + layer * layer_stride_; }
+  float* value_cache(int layer) { return values_.get() + layer * layer_stride_; }
   size_t block_floats() const { return static_cast<size_t>(block_size_) * config().kv_dim(); }
 
  private:
@@ -51,8 +52,10 @@ class ModelRunner {
   int num_kv_blocks_;
   int block_size_;
   size_t layer_stride_;
-  std::vector<float> keys_;    // [layers, blocks, block_size, kv_dim]
-  std::vector<float> values_;  // same
+  // [layers, blocks, block_size, kv_dim]. Left uninitialised: a slot is always written
+  // before it is read, and zeroing gigabytes at start-up is wasted time.
+  std::unique_ptr<float[]> keys_;
+  std::unique_ptr<float[]> values_;  // same layout
   RopeTable rope_;
 
   // Per-step workspaces, grown on demand and reused so steady state allocates nothing.

@@ -1,9 +1,23 @@
 #include "workers/engine/rope.h"
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <numbers>
 
 namespace splitwise::engine {
+
+namespace {
+// Round-to-nearest-even to bf16's 8 significant bits, kept in a float.
+float round_to_bf16(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof(u));
+  u += 0x7fffu + ((u >> 16) & 1u);
+  u &= 0xffff0000u;
+  std::memcpy(&x, &u, sizeof(x));
+  return x;
+}
+}  // namespace
 
 std::vector<float> rope_inv_freq(const ModelConfig& config) {
   const int half = config.head_dim / 2;
@@ -12,8 +26,14 @@ std::vector<float> rope_inv_freq(const ModelConfig& config) {
     const float exponent = static_cast<float>(2 * i) / static_cast<float>(config.head_dim);
     inv[i] = 1.0f / std::pow(config.rope_theta, exponent);
   }
-  const RopeScaling& s = config.rope_scaling;
-  if (s.type != "llama3") return inv;
+  apply_scaling(config.rope_scaling, inv);
+  if (config.rope_inv_freq_bf16)
+    for (float& f : inv) f = round_to_bf16(f);
+  return inv;
+}
+
+void apply_scaling(const RopeScaling& s, std::vector<float>& inv) {
+  if (s.type != "llama3") return;
   // Llama 3.1: long wavelengths (beyond the original context) are slowed by `factor`,
   // short ones kept, and the band between blended linearly in 1/wavelength.
   const float old_len = static_cast<float>(s.original_max_position);
@@ -30,7 +50,6 @@ std::vector<float> rope_inv_freq(const ModelConfig& config) {
         (old_len / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
     f = (1.0f - smooth) * f / s.factor + smooth * f;
   }
-  return inv;
 }
 
 RopeTable make_rope_table(const ModelConfig& config, int num_positions) {

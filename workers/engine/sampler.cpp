@@ -29,8 +29,7 @@ TokenId Sampler::sample(std::span<const float> logits) {
   int keep = n;
   if (params_.top_k > 0 && params_.top_k < n) {
     keep = params_.top_k;
-    std::partial_sort(candidates_.begin(), candidates_.begin() + keep, candidates_.end(),
-                      by_logit);
+    std::partial_sort(candidates_.begin(), candidates_.begin() + keep, candidates_.end(), by_logit);
   } else {
     std::sort(candidates_.begin(), candidates_.end(), by_logit);
   }

@@ -57,12 +57,12 @@ class Result {
 }  // namespace splitwise
 
 // Aborts with file:line when an invariant the code itself guarantees is broken.
-#define SW_CHECK(cond)                                                              \
-  do {                                                                              \
-    if (!(cond)) {                                                                  \
+#define SW_CHECK(cond)                                                                  \
+  do {                                                                                  \
+    if (!(cond)) {                                                                      \
       std::fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                                 \
-    }                                                                               \
+      std::abort();                                                                     \
+    }                                                                                   \
   } while (0)
 
 #define SW_RETURN_IF_ERROR(expr)      \

@@ -22,7 +22,7 @@ struct LayerWeights {
 
 struct ModelWeights {
   ModelConfig config;
-  std::vector<float> embed;       // [vocab, hidden]
+  std::vector<float> embed;  // [vocab, hidden]
   std::vector<LayerWeights> layers;
   std::vector<float> final_norm;  // [hidden]
   std::vector<float> lm_head;     // [vocab, hidden]; empty when tied to embed
