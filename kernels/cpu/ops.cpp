@@ -1,9 +1,11 @@
 #include "kernels/cpu/ops.h"
 
 #include <cblas.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 namespace splitwise::kernels::cpu {
 
@@ -31,22 +33,65 @@ static void matvec_nt(const float* x, const float* w, float* y, int n, int k, bo
   }
 }
 
+// One thread pool for the whole backend: OpenBLAS's own threads would spin against the
+// OpenMP threads of attention and element-wise ops (on 2 cores that halves throughput),
+// so OpenBLAS runs single-threaded and large GEMMs are split across OpenMP threads here.
+static const bool kOpenBlasSingleThreaded = [] {
+  openblas_set_num_threads(1);
+  return true;
+}();
+
 void matmul_nt(const float* x, const float* w, float* y, int m, int n, int k, bool accumulate) {
+  (void)kOpenBlasSingleThreaded;
   // Below ~64K multiply-adds a GEMM call costs more than it computes.
   if (m == 1 && static_cast<int64_t>(n) * k <= (1 << 16)) {
     matvec_nt(x, w, y, n, k, accumulate);
     return;
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, w, k,
-              accumulate ? 1.0f : 0.0f, y, n);
+  const float beta = accumulate ? 1.0f : 0.0f;
+  const int threads = omp_get_max_threads();
+  // Split output columns (rows of w) so each thread streams its own slice of the weights.
+  if (threads > 1 && static_cast<int64_t>(m) * n * k >= (int64_t{1} << 20) && n >= 32 * threads) {
+#pragma omp parallel num_threads(threads)
+    {
+      const int t = omp_get_thread_num();
+      const int per = (n / threads + 15) / 16 * 16;
+      const int begin = std::min(n, t * per);
+      const int end = t == threads - 1 ? n : std::min(n, begin + per);
+      if (end > begin)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, end - begin, k, 1.0f, x, k,
+                    w + static_cast<int64_t>(begin) * k, k, beta, y + begin, n);
+    }
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, w, k, beta, y, n);
 }
+
+namespace {
+// Eight floats as one GCC vector: AVX registers where the target has them, pairs of SSE
+// registers otherwise; either way the exp polynomial runs on all lanes at once.
+using v8f = float __attribute__((vector_size(32)));
+using v8i = int32_t __attribute__((vector_size(32)));
+
+v8f load8(const float* p) {
+  v8f v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+void store8(float* p, v8f v) { std::memcpy(p, &v, sizeof(v)); }
+}  // namespace
 
 void silu_mul(const float* gate_up, float* out, int rows, int inter) {
   for (int r = 0; r < rows; ++r) {
     const float* g = gate_up + static_cast<int64_t>(r) * 2 * inter;
     const float* u = g + inter;
     float* o = out + static_cast<int64_t>(r) * inter;
-    for (int i = 0; i < inter; ++i) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+    int i = 0;
+    for (; i + 8 <= inter; i += 8) {
+      const v8f gv = load8(g + i);
+      store8(o + i, gv / (1.0f + fast_exp_t<v8f, v8i>(-gv)) * load8(u + i));
+    }
+    for (; i < inter; ++i) o[i] = g[i] / (1.0f + fast_exp(-g[i])) * u[i];
   }
 }
 
@@ -64,14 +109,32 @@ void rope_rotate_half(float* x, int num_heads, int head_dim, const float* cos, c
 }
 
 void softmax(float* x, int n) {
-  const float mx = *std::max_element(x, x + n);
+  float mx = x[0];
+  int i = 0;
+  if (n >= 8) {
+    v8f m = load8(x);
+    for (i = 8; i + 8 <= n; i += 8) {
+      const v8f v = load8(x + i);
+      m = v > m ? v : m;
+    }
+    for (int k = 0; k < 8; ++k) mx = std::max(mx, m[k]);
+  }
+  for (; i < n; ++i) mx = std::max(mx, x[i]);
+
+  v8f vsum{};
+  for (i = 0; i + 8 <= n; i += 8) {
+    const v8f e = fast_exp_t<v8f, v8i>(load8(x + i) - mx);
+    store8(x + i, e);
+    vsum += e;
+  }
   float sum = 0.0f;
-  for (int i = 0; i < n; ++i) {
-    x[i] = std::exp(x[i] - mx);
+  for (int k = 0; k < 8; ++k) sum += vsum[k];
+  for (; i < n; ++i) {
+    x[i] = fast_exp(x[i] - mx);
     sum += x[i];
   }
   const float inv = 1.0f / sum;
-  for (int i = 0; i < n; ++i) x[i] *= inv;
+  for (i = 0; i < n; ++i) x[i] *= inv;
 }
 
 }  // namespace splitwise::kernels::cpu

@@ -141,10 +141,73 @@ Status ModelRunner::forward(std::span<const SequenceChunk> batch, std::vector<fl
   return {};
 }
 
+namespace {
+
+// Causal attention of one token over its cached positions, all heads at once. HD is the
+// head size when known at compile time (0: use hd), so the per-head loops unroll into a
+// few vector instructions; for small heads that is most of the attention's cost.
+template <int HD>
+void attend_token(const float* q,                    // [heads, hd] (RoPE applied)
+                  const float* kc, const float* vc,  // [blocks, block_size, kv_dim]
+                  std::span<const BlockId> table, int pos, int block_size, int heads, int group,
+                  int hd_runtime, float scale,
+                  float* scores,  // [heads, stride] scratch
+                  size_t stride,
+                  float* o) {  // [heads, hd]
+  const int hd = HD > 0 ? HD : hd_runtime;
+  const int kv_dim = heads / group * hd;
+  for (int j = 0; j <= pos; ++j) {
+    const float* k =
+        kc + (static_cast<size_t>(table[j / block_size]) * block_size + j % block_size) * kv_dim;
+    for (int h = 0; h < heads; ++h) {
+      const float* qh = q + h * hd;
+      const float* kh = k + (h / group) * hd;
+      float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+      for (int i = 0; i < hd; ++i) dot += qh[i] * kh[i];
+      scores[h * stride + j] = dot * scale;
+    }
+  }
+  for (int h = 0; h < heads; ++h) ops::softmax(scores + h * stride, pos + 1);
+  std::fill(o, o + heads * hd, 0.0f);
+  for (int j = 0; j <= pos; ++j) {
+    const float* v =
+        vc + (static_cast<size_t>(table[j / block_size]) * block_size + j % block_size) * kv_dim;
+    for (int h = 0; h < heads; ++h) {
+      const float p = scores[h * stride + j];
+      const float* vh = v + (h / group) * hd;
+      float* oh = o + h * hd;
+#pragma omp simd
+      for (int i = 0; i < hd; ++i) oh[i] += p * vh[i];
+    }
+  }
+}
+
+using AttendFn = decltype(&attend_token<0>);
+
+AttendFn pick_attend(int hd) {
+  switch (hd) {
+    case 8:
+      return &attend_token<8>;
+    case 16:
+      return &attend_token<16>;
+    case 32:
+      return &attend_token<32>;
+    case 64:
+      return &attend_token<64>;
+    case 128:
+      return &attend_token<128>;
+    default:
+      return &attend_token<0>;
+  }
+}
+
+}  // namespace
+
 void ModelRunner::attention(int layer, std::span<const SequenceChunk> batch) {
   const ModelConfig& c = config();
-  const int hd = c.head_dim, q_dim = c.q_dim(), kv_dim = c.kv_dim();
-  const int qkv_dim = q_dim + 2 * kv_dim, group = c.num_heads / c.num_kv_heads;
+  const int hd = c.head_dim, heads = c.num_heads, q_dim = c.q_dim(), kv_dim = c.kv_dim();
+  const int qkv_dim = q_dim + 2 * kv_dim, group = heads / c.num_kv_heads;
   int total = 0;
   int64_t work = 0;
   for (const SequenceChunk& s : batch) {
@@ -158,40 +221,18 @@ void ModelRunner::attention(int layer, std::span<const SequenceChunk> batch) {
   float* out = attn_.data();
   const int* token_pos = token_pos_.data();
   const int* token_chunk = token_chunk_.data();
-  const int max_ctx = c.max_position;
-  float* scratch = grow(scores_, static_cast<size_t>(omp_get_max_threads()) * max_ctx);
+  const size_t stride = c.max_position;  // scores of one head
+  float* scratch = grow(scores_, static_cast<size_t>(omp_get_max_threads()) * heads * stride);
+  const AttendFn attend = pick_attend(hd);
 
-#pragma omp parallel if (work >= kParallelWork)
-  {
-    float* scores = scratch + static_cast<size_t>(omp_get_thread_num()) * max_ctx;
-#pragma omp for schedule(dynamic, 4)
-    for (int task = 0; task < total * c.num_heads; ++task) {
-      const int t = task / c.num_heads, h = task % c.num_heads;
-      const int pos = token_pos[t];
-      const std::span<const BlockId> table = batch[token_chunk[t]].block_table;
-      const float* q = qkv + static_cast<size_t>(t) * qkv_dim + h * hd;
-      const size_t head_off = static_cast<size_t>(h / group) * hd;
-      for (int j = 0; j <= pos; ++j) {
-        const size_t slot =
-            (static_cast<size_t>(table[j / block_size_]) * block_size_ + j % block_size_) * kv_dim;
-        const float* k = kc + slot + head_off;
-        float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-        for (int i = 0; i < hd; ++i) dot += q[i] * k[i];
-        scores[j] = dot * scale;
-      }
-      ops::softmax(scores, pos + 1);
-      float* o = out + static_cast<size_t>(t) * q_dim + h * hd;
-      std::fill(o, o + hd, 0.0f);
-      for (int j = 0; j <= pos; ++j) {
-        const size_t slot =
-            (static_cast<size_t>(table[j / block_size_]) * block_size_ + j % block_size_) * kv_dim;
-        const float* v = vc + slot + head_off;
-        const float p = scores[j];
-#pragma omp simd
-        for (int i = 0; i < hd; ++i) o[i] += p * v[i];
-      }
-    }
+  // One task per token, all heads together: each cached K/V row (every KV head of one
+  // position, contiguous) is loaded once and used by all query heads of the token.
+#pragma omp parallel for schedule(dynamic, 2) if (work >= kParallelWork)
+  for (int t = 0; t < total; ++t) {
+    float* scores = scratch + static_cast<size_t>(omp_get_thread_num()) * heads * stride;
+    attend(qkv + static_cast<size_t>(t) * qkv_dim, kc, vc, batch[token_chunk[t]].block_table,
+           token_pos[t], block_size_, heads, group, hd, scale, scores, stride,
+           out + static_cast<size_t>(t) * q_dim);
   }
 }
 

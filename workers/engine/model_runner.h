@@ -60,7 +60,7 @@ class ModelRunner {
 
   // Per-step workspaces, grown on demand and reused so steady state allocates nothing.
   std::vector<float> x_, xb_, qkv_, attn_, gate_up_, act_, normed_;
-  std::vector<float> scores_;     // [threads, max_position] attention scratch
+  std::vector<float> scores_;     // [threads, heads, max_position] attention scratch
   std::vector<int> token_pos_;    // [tokens] position of each batch token
   std::vector<int> token_chunk_;  // [tokens] index of its chunk
 };
