@@ -22,7 +22,8 @@ namespace {
 // A tokenizer next to the model: tokenizer.json in a Hugging Face directory, or the one
 // tokenizer .bin beside a llama2.c file.
 fs::path find_tokenizer(const fs::path& model) {
-  if (fs::is_directory(model)) return model / "tokenizer.json";
+  if (fs::is_directory(model))
+    return fs::exists(model / "tokenizer.json") ? model / "tokenizer.json" : fs::path();
   for (const char* name : {"tokenizer.bin", "tok512.bin"})
     if (fs::exists(model.parent_path() / name)) return model.parent_path() / name;
   return {};
