@@ -110,10 +110,13 @@ Status ModelRunner::forward(std::span<const SequenceChunk> batch, std::vector<fl
       const float* sn = rope_.sin.data() + static_cast<size_t>(pos) * rope_.half_dim;
       ops::rope_rotate_half(row, c.num_heads, hd, cs, sn);
       ops::rope_rotate_half(row + q_dim, c.num_kv_heads, hd, cs, sn);
-      const BlockId block = batch[token_chunk[t]].block_table[pos / block_size_];
-      const size_t slot = (static_cast<size_t>(block) * block_size_ + pos % block_size_) * kv_dim;
-      std::memcpy(kc + slot, row + q_dim, sizeof(float) * kv_dim);
-      std::memcpy(vc + slot, row + q_dim + kv_dim, sizeof(float) * kv_dim);
+      const size_t block = batch[token_chunk[t]].block_table[pos / block_size_];
+      const int slot = pos % block_size_;
+      float* kt = kc + block * block_size_ * kv_dim;  // [kv_dim, block_size]
+      for (int i = 0; i < kv_dim; ++i)
+        kt[static_cast<size_t>(i) * block_size_ + slot] = row[q_dim + i];
+      std::memcpy(vc + (block * block_size_ + slot) * kv_dim, row + q_dim + kv_dim,
+                  sizeof(float) * kv_dim);
     }
 
     attention(l, batch);
@@ -145,41 +148,61 @@ namespace {
 
 // Causal attention of one token over its cached positions, all heads at once. HD is the
 // head size when known at compile time (0: use hd), so the per-head loops unroll into a
-// few vector instructions; for small heads that is most of the attention's cost.
+// few vector instructions.
 template <int HD>
-void attend_token(const float* q,                    // [heads, hd] (RoPE applied)
-                  const float* kc, const float* vc,  // [blocks, block_size, kv_dim]
+void attend_token(const float* q,   // [heads, hd] (RoPE applied)
+                  const float* kc,  // [blocks, kv_heads, hd, block_size]
+                  const float* vc,  // [blocks, block_size, kv_dim]
                   std::span<const BlockId> table, int pos, int block_size, int heads, int group,
                   int hd_runtime, float scale,
                   float* scores,  // [heads, stride] scratch
                   size_t stride,
                   float* o) {  // [heads, hd]
   const int hd = HD > 0 ? HD : hd_runtime;
-  const int kv_dim = heads / group * hd;
-  for (int j = 0; j <= pos; ++j) {
-    const float* k =
-        kc + (static_cast<size_t>(table[j / block_size]) * block_size + j % block_size) * kv_dim;
-    for (int h = 0; h < heads; ++h) {
-      const float* qh = q + h * hd;
-      const float* kh = k + (h / group) * hd;
-      float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-      for (int i = 0; i < hd; ++i) dot += qh[i] * kh[i];
-      scores[h * stride + j] = dot * scale;
+  const int kv_heads = heads / group, kv_dim = kv_heads * hd;
+  const int len = pos + 1;
+  // Scores: per block, each query head adds q[i] * K[i, slots] over the block's slots;
+  // heads sharing a KV head reuse each loaded key row.
+  for (int b = 0; b * block_size < len; ++b) {
+    const float* kb = kc + static_cast<size_t>(table[b]) * block_size * kv_dim;
+    const int n = std::min(block_size, len - b * block_size);
+    for (int h = 0; h < heads; ++h) std::fill_n(scores + h * stride + b * block_size, n, 0.0f);
+    for (int g = 0; g < kv_heads; ++g) {
+      for (int i = 0; i < hd; ++i) {
+        const float* krow = kb + (static_cast<size_t>(g) * hd + i) * block_size;
+        for (int h = g * group; h < (g + 1) * group; ++h) {
+          const float qi = q[h * hd + i] * scale;
+          float* sc = scores + h * stride + b * block_size;
+#pragma omp simd
+          for (int s = 0; s < n; ++s) sc[s] += qi * krow[s];
+        }
+      }
     }
   }
-  for (int h = 0; h < heads; ++h) ops::softmax(scores + h * stride, pos + 1);
-  std::fill(o, o + heads * hd, 0.0f);
-  for (int j = 0; j <= pos; ++j) {
-    const float* v =
-        vc + (static_cast<size_t>(table[j / block_size]) * block_size + j % block_size) * kv_dim;
-    for (int h = 0; h < heads; ++h) {
-      const float p = scores[h * stride + j];
-      const float* vh = v + (h / group) * hd;
-      float* oh = o + h * hd;
+  for (int h = 0; h < heads; ++h) ops::softmax(scores + h * stride, len);
+  // Output: each head accumulates p[j] * V[j] in registers (a fixed-size array when HD
+  // is known), walking the blocks so no division runs per position.
+  for (int h = 0; h < heads; ++h) {
+    const float* p = scores + h * stride;
+    const size_t head_off = static_cast<size_t>(h / group) * hd;
+    // Four partial sums break the FMA latency chain of a single accumulator.
+    constexpr int kLanes = 4;
+    float acc[kLanes][HD > 0 ? HD : 1] = {};
+    float* oh = o + h * hd;
+    if constexpr (HD == 0) std::fill_n(oh, hd, 0.0f);
+    for (int b = 0; b * block_size < len; ++b) {
+      const float* vb = vc + static_cast<size_t>(table[b]) * block_size * kv_dim + head_off;
+      const int n = std::min(block_size, len - b * block_size);
+      const float* pb = p + b * block_size;
+      for (int s = 0; s < n; ++s) {
+        const float* v = vb + static_cast<size_t>(s) * kv_dim;
+        float* out = HD > 0 ? acc[s % kLanes] : oh;
 #pragma omp simd
-      for (int i = 0; i < hd; ++i) oh[i] += p * vh[i];
+        for (int i = 0; i < hd; ++i) out[i] += pb[s] * v[i];
+      }
     }
+    if constexpr (HD > 0)
+      for (int i = 0; i < HD; ++i) oh[i] = (acc[0][i] + acc[1][i]) + (acc[2][i] + acc[3][i]);
   }
 }
 

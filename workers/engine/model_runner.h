@@ -38,8 +38,10 @@ class ModelRunner {
   // short) is reported, and the cache is left as it was for other sequences.
   Status forward(std::span<const SequenceChunk> batch, std::vector<float>* logits);
 
-  // KV storage of one layer, [num_kv_blocks, block_size, kv_dim]: the transport sends
-  // blocks of it by id.
+  // KV storage of one layer; the transport sends blocks of it by id. Keys are
+  // [num_kv_blocks, kv_heads, head_dim, block_size] (positions innermost, so one query
+  // scores a whole block with contiguous vector FMAs); values [num_kv_blocks, block_size,
+  // kv_dim] (so one position's row is added to the output with contiguous FMAs).
   float* key_cache(int layer) { return keys_.get() + layer * layer_stride_; }
   float* value_cache(int layer) { return values_.get() + layer * layer_stride_; }
   size_t block_floats() const { return static_cast<size_t>(block_size_) * config().kv_dim(); }
@@ -52,7 +54,7 @@ class ModelRunner {
   int num_kv_blocks_;
   int block_size_;
   size_t layer_stride_;
-  // [layers, blocks, block_size, kv_dim]. Left uninitialised: a slot is always written
+  // [layers, blocks, ...] as above. Left uninitialised: a slot is always written
   // before it is read, and zeroing gigabytes at start-up is wasted time.
   std::unique_ptr<float[]> keys_;
   std::unique_ptr<float[]> values_;  // same layout

@@ -109,7 +109,9 @@ TEST_F(Stories, RejectsPromptLongerThanTheContext) {
 }
 
 TEST_F(Stories, RejectsRequestsThatCanNeverRun) {
-  Engine engine(&weights, EngineConfig{.num_kv_blocks = 2});
+  EngineConfig cfg;
+  cfg.num_kv_blocks = 2;
+  Engine engine(&weights, cfg);
   GenerationRequest r;
   r.id = 1;
   EXPECT_NE(engine.add_request(r).message().find("empty prompt"), std::string::npos);

@@ -72,8 +72,8 @@ TEST(KvCacheManager, SharedPrefixOutlivesItsFirstOwner) {
   ASSERT_TRUE(kv.reserve(1, 10));  // 3 blocks, two of them full
   kv.share_prefix(1, 2, 10);
   ASSERT_EQ(kv.block_table(2).size(), 2u);
-  EXPECT_TRUE(std::equal(kv.block_table(2).begin(), kv.block_table(2).end(),
-                         kv.block_table(1).begin()));
+  EXPECT_TRUE(
+      std::equal(kv.block_table(2).begin(), kv.block_table(2).end(), kv.block_table(1).begin()));
   ASSERT_TRUE(kv.reserve(2, 10));  // child gets its own partial block
   EXPECT_NE(kv.block_table(2)[2], kv.block_table(1)[2]);
   kv.free(1);
