@@ -73,7 +73,8 @@ int main(int argc, char** argv) {
   std::printf("model %s: %d layers, hidden %d, vocab %d; %d OpenMP threads\n", model.c_str(),
               w->config.num_layers, w->config.hidden_size, w->config.vocab_size,
               omp_get_max_threads());
-  std::printf("%6s %16s %14s %12s\n", "batch", "decode tok/s", "ms/step", "vs batch 1");
+  std::printf("%6s %14s %20s %10s %11s\n", "batch", "decode tok/s", "(min - max)", "ms/step",
+              "vs batch 1");
   double single = 0;
   run_once(*w, 1, 32);  // warm caches and thread pools
   for (int b : batches) {
@@ -85,7 +86,9 @@ int main(int argc, char** argv) {
     }
     const double m = median(rate);
     if (b == 1) single = m;
-    std::printf("%6d %16.0f %14.3f %11.1fx\n", b, m, median(step), single > 0 ? m / single : 0.0);
+    const auto [lo, hi] = std::minmax_element(rate.begin(), rate.end());
+    std::printf("%6d %14.0f %9.0f - %-9.0f %10.3f %10.1fx\n", b, m, *lo, *hi, median(step),
+                single > 0 ? m / single : 0.0);
   }
   return 0;
 }
