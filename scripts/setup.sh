@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake pkg-config git
-  libopenblas-dev libcli11-dev libspdlog-dev nlohmann-json3-dev libicu-dev
+  libopenblas-openmp-dev libcli11-dev libspdlog-dev nlohmann-json3-dev libicu-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-format
 )

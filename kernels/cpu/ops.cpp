@@ -1,7 +1,6 @@
 #include "kernels/cpu/ops.h"
 
 #include <cblas.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -33,38 +32,16 @@ static void matvec_nt(const float* x, const float* w, float* y, int n, int k, bo
   }
 }
 
-// One thread pool for the whole backend: OpenBLAS's own threads would spin against the
-// OpenMP threads of attention and element-wise ops (on 2 cores that halves throughput),
-// so OpenBLAS runs single-threaded and large GEMMs are split across OpenMP threads here.
-static const bool kOpenBlasSingleThreaded = [] {
-  openblas_set_num_threads(1);
-  return true;
-}();
-
+// OpenBLAS is the OpenMP build (see CMakeLists): large GEMMs use the same thread pool as
+// the rest of the backend, and calls from inside a parallel region stay single-threaded.
 void matmul_nt(const float* x, const float* w, float* y, int m, int n, int k, bool accumulate) {
-  (void)kOpenBlasSingleThreaded;
   // Below ~64K multiply-adds a GEMM call costs more than it computes.
   if (m == 1 && static_cast<int64_t>(n) * k <= (1 << 16)) {
     matvec_nt(x, w, y, n, k, accumulate);
     return;
   }
-  const float beta = accumulate ? 1.0f : 0.0f;
-  const int threads = omp_get_max_threads();
-  // Split output columns (rows of w) so each thread streams its own slice of the weights.
-  if (threads > 1 && static_cast<int64_t>(m) * n * k >= (int64_t{1} << 20) && n >= 32 * threads) {
-#pragma omp parallel num_threads(threads)
-    {
-      const int t = omp_get_thread_num();
-      const int per = (n / threads + 15) / 16 * 16;
-      const int begin = std::min(n, t * per);
-      const int end = t == threads - 1 ? n : std::min(n, begin + per);
-      if (end > begin)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, end - begin, k, 1.0f, x, k,
-                    w + static_cast<int64_t>(begin) * k, k, beta, y + begin, n);
-    }
-    return;
-  }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, w, k, beta, y, n);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, w, k,
+              accumulate ? 1.0f : 0.0f, y, n);
 }
 
 namespace {
