@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -21,25 +22,32 @@ struct Run {
   double ms_per_step = 0;
 };
 
+void check(const splitwise::Status& st) {
+  if (st.ok()) return;
+  std::fprintf(stderr, "bench: %s\n", st.message().c_str());
+  std::exit(1);
+}
+
 // `batch` sequences of prompt {BOS, distinct token}, `tokens` new tokens each, greedy.
 // The clock starts after the step that prefilled every prompt, as llama2.c's does.
 Run run_once(const ModelWeights& w, int batch, int tokens) {
   EngineConfig cfg;
   cfg.scheduler.max_num_seqs = batch;
+  check(validate_engine_config(cfg));
   Engine engine(&w, cfg);
   for (int i = 0; i < batch; ++i) {
     GenerationRequest r;
     r.id = i;
     r.prompt = {1, 300 + i % 200};
     r.max_new_tokens = tokens;
-    if (!engine.add_request(r).ok()) std::abort();
+    check(engine.add_request(r));
   }
-  (void)engine.step();  // prefill of all prompts + first tokens
+  check(engine.step().status());  // prefill of all prompts + first tokens
   const auto t0 = Clock::now();
   int64_t produced = 0, steps = 0;
   while (!engine.idle()) {
     auto results = engine.step();
-    if (!results.ok()) std::abort();
+    check(results.status());
     produced += static_cast<int64_t>(results->size());
     ++steps;
   }
@@ -60,8 +68,9 @@ int main(int argc, char** argv) {
   int tokens = 256, repeats = 5;
   std::vector<int> batches{1, 8, 32, 64};
   app.add_option("-m,--model", model, "model (HF directory or llama2.c .bin)");
-  app.add_option("-n,--tokens", tokens, "new tokens per sequence");
-  app.add_option("-r,--repeats", repeats, "runs per configuration (median reported)");
+  app.add_option("-n,--tokens", tokens, "new tokens per sequence")->check(CLI::Range(2, 1 << 20));
+  app.add_option("-r,--repeats", repeats, "runs per configuration (median reported)")
+      ->check(CLI::PositiveNumber);
   app.add_option("-b,--batches", batches, "batch sizes");
   CLI11_PARSE(app, argc, argv);
 

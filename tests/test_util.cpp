@@ -23,4 +23,13 @@ std::string read_file(const std::filesystem::path& path) {
   return ss.str();
 }
 
+std::filesystem::path fresh_temp_dir() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  auto dir = std::filesystem::path(::testing::TempDir()) /
+             (std::string("splitwise_") + info->test_suite_name() + "_" + info->name());
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
 }  // namespace splitwise::testing

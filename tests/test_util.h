@@ -16,6 +16,10 @@ std::filesystem::path shared_path(const std::string& relative);
 
 std::string read_file(const std::filesystem::path& path);
 
+// An empty directory of the running test's own (named after suite and test), so files
+// written by one test never leak into another.
+std::filesystem::path fresh_temp_dir();
+
 }  // namespace splitwise::testing
 
 // Skips the current test with a message naming the missing file.

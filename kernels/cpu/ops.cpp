@@ -86,6 +86,7 @@ void rope_rotate_half(float* x, int num_heads, int head_dim, const float* cos, c
 }
 
 void softmax(float* x, int n) {
+  if (n <= 0) return;
   float mx = x[0];
   int i = 0;
   if (n >= 8) {

@@ -5,8 +5,17 @@
 
 namespace splitwise::engine {
 
+Status validate_engine_config(const EngineConfig& c) {
+  if (c.block_size <= 0) return Status::error("block_size must be > 0");
+  if (c.num_kv_blocks < 0) return Status::error("num_kv_blocks must be >= 0");
+  if (c.scheduler.max_batch_tokens <= 0) return Status::error("max_batch_tokens must be > 0");
+  if (c.scheduler.max_num_seqs <= 0) return Status::error("max_num_seqs must be > 0");
+  return {};
+}
+
 namespace {
 int default_blocks(const ModelWeights& w, const EngineConfig& c) {
+  SW_CHECK(validate_engine_config(c).ok());
   if (c.num_kv_blocks > 0) return c.num_kv_blocks;
   const int per_seq = (w.config.max_position + c.block_size - 1) / c.block_size;
   const size_t block_bytes =
@@ -42,7 +51,8 @@ Status Engine::add_request(GenerationRequest request) {
       validate_sampling(request.sampling).with_context("request " + std::to_string(request.id)));
   if (samplers_.count(request.id))
     return Status::error("request " + std::to_string(request.id) + ": id already in use");
-  const int max_len = std::min(context, n + request.max_new_tokens);
+  // Written so that a huge max_new_tokens (a client's INT_MAX) cannot overflow.
+  const int max_len = request.max_new_tokens >= context - n ? context : n + request.max_new_tokens;
   // The KV of the last generated token is never computed, hence max_len - 1.
   if (kv_.blocks_for(max_len - 1) > pool_.num_blocks())
     return Status::error("request " + std::to_string(request.id) + ": needs " +

@@ -22,6 +22,9 @@ struct EngineConfig {
   SchedulerConfig scheduler;
 };
 
+// Rejects configurations no engine can run with (zero block size or token budget).
+Status validate_engine_config(const EngineConfig& config);
+
 struct GenerationRequest {
   SeqId id = 0;
   std::vector<TokenId> prompt;
@@ -37,9 +40,11 @@ struct EngineStats {
   int64_t preemptions = 0;
 };
 
+// Single-threaded: one owner thread calls add_request, abort and step (a worker posts
+// requests to that thread rather than sharing the engine).
 class Engine {
  public:
-  // `weights` must outlive the engine.
+  // `weights` must outlive the engine; `config` must pass validate_engine_config.
   Engine(const ModelWeights* weights, const EngineConfig& config);
 
   // Rejects what can never run: an empty prompt or one that fills the context, a

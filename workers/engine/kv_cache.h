@@ -43,6 +43,7 @@ class KvCacheManager {
 
   int block_size() const { return pool_->block_size(); }
   int num_free_blocks() const { return pool_->num_free(); }
+  int num_blocks() const { return pool_->num_blocks(); }
   int blocks_for(int num_tokens) const { return (num_tokens + block_size() - 1) / block_size(); }
 
   // Extra blocks `seq` needs to hold `num_tokens` tokens in total.
@@ -53,7 +54,8 @@ class KvCacheManager {
   bool reserve(SeqId seq, int num_tokens);
 
   // Gives `child` the blocks of `parent` that are full at `num_tokens`, shared by
-  // reference count (a common prompt prefix stored once).
+  // reference count (a common prompt prefix stored once). Shared blocks are read-only:
+  // the child computes from the shared length on, into blocks of its own.
   void share_prefix(SeqId parent, SeqId child, int num_tokens);
 
   const std::vector<BlockId>& block_table(SeqId seq) const;

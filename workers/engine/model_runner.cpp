@@ -231,11 +231,13 @@ void ModelRunner::attention(int layer, std::span<const SequenceChunk> batch) {
   const ModelConfig& c = config();
   const int hd = c.head_dim, heads = c.num_heads, q_dim = c.q_dim(), kv_dim = c.kv_dim();
   const int qkv_dim = q_dim + 2 * kv_dim, group = heads / c.num_kv_heads;
-  int total = 0;
+  int total = 0, longest = 0;
   int64_t work = 0;
   for (const SequenceChunk& s : batch) {
-    total += static_cast<int>(s.tokens.size());
-    work += static_cast<int64_t>(s.tokens.size()) * (s.start_pos + s.tokens.size()) * q_dim;
+    const int n = static_cast<int>(s.tokens.size());
+    total += n;
+    longest = std::max(longest, s.start_pos + n);
+    work += static_cast<int64_t>(n) * (s.start_pos + n) * q_dim;
   }
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const float* kc = key_cache(layer);
@@ -244,7 +246,7 @@ void ModelRunner::attention(int layer, std::span<const SequenceChunk> batch) {
   float* out = attn_.data();
   const int* token_pos = token_pos_.data();
   const int* token_chunk = token_chunk_.data();
-  const size_t stride = c.max_position;  // scores of one head
+  const size_t stride = longest;  // scores of one head: the batch's longest context
   float* scratch = grow(scores_, static_cast<size_t>(omp_get_max_threads()) * heads * stride);
   const AttendFn attend = pick_attend(hd);
 

@@ -17,7 +17,9 @@ Status validate_sampling(const SamplingParams& p) {
 
 TokenId Sampler::sample(std::span<const float> logits) {
   const int n = static_cast<int>(logits.size());
-  if (params_.temperature == 0.0f) {
+  // Below 1e-5 the scaled logits overflow (1/t is inf for subnormal t): treat as greedy,
+  // which is what such a temperature means anyway.
+  if (params_.temperature < kGreedyBelow) {
     // max_element returns the first maximum, matching llama2.c and transformers argmax.
     return static_cast<TokenId>(std::max_element(logits.begin(), logits.end()) - logits.begin());
   }

@@ -13,8 +13,11 @@
 
 namespace splitwise::engine {
 
+// Temperatures below this sample greedily.
+inline constexpr float kGreedyBelow = 1e-5f;
+
 struct SamplingParams {
-  float temperature = 0.0f;  // 0: greedy
+  float temperature = 0.0f;  // below kGreedyBelow: greedy
   int top_k = 0;             // 0: whole vocabulary
   float top_p = 1.0f;        // nucleus mass kept, (0, 1]
   uint64_t seed = 0;

@@ -22,6 +22,9 @@ const char* to_string(FinishReason reason) {
 
 void Scheduler::add(SequenceState seq) {
   SW_CHECK(!seq.tokens.empty() && seq.num_prompt > 0 && seq.max_len > 0);
+  // A sequence that cannot fit even an empty cache would preempt itself forever; callers
+  // (Engine::add_request) refuse it with a reason before it gets here.
+  SW_CHECK(kv_->blocks_for(seq.max_len - 1) <= kv_->num_blocks());
   waiting_.push_back(std::move(seq));
 }
 

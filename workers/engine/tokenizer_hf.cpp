@@ -1,4 +1,5 @@
 #include "workers/engine/tokenizer_hf.h"
+#include "workers/engine/tokenizer_merge.h"
 
 #include <queue>
 
@@ -109,53 +110,16 @@ std::vector<TokenId> HfBpeTokenizer::bpe(std::string_view word) const {
       sym.push_back(*unk_);
     }  // HF drops a character that is neither in the vocab nor coverable by unk
   }
-  const int n = static_cast<int>(sym.size());
-  if (n < 2) return sym;
-
-  std::vector<int> prev(n), next(n);
-  for (int i = 0; i < n; ++i) {
-    prev[i] = i - 1;
-    next[i] = i + 1 < n ? i + 1 : -1;
-  }
-  struct Candidate {
-    uint32_t rank;
-    int left, right;
-    TokenId left_id, right_id, merged;
-  };
-  const auto worse = [](const Candidate& a, const Candidate& b) {
-    return a.rank != b.rank ? a.rank > b.rank : a.left > b.left;
-  };
-  std::priority_queue<Candidate, std::vector<Candidate>, decltype(worse)> heap(worse);
-  const auto consider = [&](int left, int right) {
-    if (left < 0 || right < 0) return;
-    const uint64_t key = (static_cast<uint64_t>(static_cast<uint32_t>(sym[left])) << 32) |
-                         static_cast<uint32_t>(sym[right]);
+  // Lower merge rank first: the rank, negated, is the priority.
+  merge_best_pairs<int64_t>(sym, [&](TokenId left, TokenId right) {
+    const uint64_t key =
+        (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) | static_cast<uint32_t>(right);
     const auto it = merges_.find(key);
-    if (it == merges_.end()) return;
-    heap.push({it->second.rank, left, right, sym[left], sym[right], it->second.merged});
-  };
-  for (int i = 0; i + 1 < n; ++i) consider(i, i + 1);
-
-  std::vector<bool> alive(n, true);
-  while (!heap.empty()) {
-    const Candidate c = heap.top();
-    heap.pop();
-    if (!alive[c.left] || !alive[c.right] || next[c.left] != c.right || sym[c.left] != c.left_id ||
-        sym[c.right] != c.right_id) {
-      continue;  // stale: a neighbour merged since this pair was queued
-    }
-    sym[c.left] = c.merged;
-    alive[c.right] = false;
-    next[c.left] = next[c.right];
-    if (next[c.right] >= 0) prev[next[c.right]] = c.left;
-    consider(prev[c.left], c.left);
-    consider(c.left, next[c.left]);
-  }
-  std::vector<TokenId> out;
-  for (int i = 0; i < n; ++i) {
-    if (alive[i]) out.push_back(sym[i]);
-  }
-  return out;
+    return it == merges_.end() ? std::nullopt
+                               : std::optional(std::pair<int64_t, TokenId>(
+                                     -static_cast<int64_t>(it->second.rank), it->second.merged));
+  });
+  return sym;
 }
 
 std::string HfBpeTokenizer::token_bytes(TokenId prev, TokenId id, bool skip_special) const {

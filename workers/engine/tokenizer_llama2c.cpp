@@ -1,4 +1,5 @@
 #include "workers/engine/tokenizer_llama2c.h"
+#include "workers/engine/tokenizer_merge.h"
 
 #include <cstdint>
 #include <cstring>
@@ -122,59 +123,17 @@ std::vector<TokenId> Llama2cTokenizer::encode(std::string_view text, bool add_bo
   return tokens;
 }
 
-// run.c rescans every adjacent pair after each merge (quadratic). This keeps the pairs in a
-// heap ordered by (score desc, position asc) over a linked list: the same merge is chosen
-// at every step, because list order equals original position order, so the result is
-// identical in O(n log n).
+// Same merges as run.c (highest score, leftmost on ties), without its quadratic rescan.
 void Llama2cTokenizer::merge_pairs(std::vector<TokenId>& tokens) const {
-  const int n = static_cast<int>(tokens.size());
-  if (n < 2) return;
-  std::vector<int> prev(n), next(n);
-  for (int i = 0; i < n; ++i) {
-    prev[i] = i - 1;
-    next[i] = i + 1 < n ? i + 1 : -1;
-  }
-  struct Candidate {
-    float score;
-    int left, right;
-    TokenId left_id, right_id, merged;
-  };
-  const auto worse = [](const Candidate& a, const Candidate& b) {
-    return a.score != b.score ? a.score < b.score : a.left > b.left;
-  };
-  std::priority_queue<Candidate, std::vector<Candidate>, decltype(worse)> heap(worse);
   std::string buf;
-  const auto consider = [&](int left, int right) {
-    if (left < 0 || right < 0) return;
-    buf.assign(pieces_[tokens[left]]);
-    buf.append(pieces_[tokens[right]]);
+  merge_best_pairs<float>(tokens, [&](TokenId left, TokenId right) {
+    buf.assign(pieces_[left]);
+    buf.append(pieces_[right]);
     const TokenId merged = lookup(buf);
-    if (merged < 0 || !(scores_[merged] > kNoScore)) return;
-    heap.push({scores_[merged], left, right, tokens[left], tokens[right], merged});
-  };
-  for (int i = 0; i + 1 < n; ++i) consider(i, i + 1);
-
-  std::vector<bool> alive(n, true);
-  while (!heap.empty()) {
-    const Candidate c = heap.top();
-    heap.pop();
-    // Stale when either side was merged away or changed since the pair was queued.
-    if (!alive[c.left] || !alive[c.right] || next[c.left] != c.right ||
-        tokens[c.left] != c.left_id || tokens[c.right] != c.right_id) {
-      continue;
-    }
-    tokens[c.left] = c.merged;
-    alive[c.right] = false;
-    next[c.left] = next[c.right];
-    if (next[c.right] >= 0) prev[next[c.right]] = c.left;
-    consider(prev[c.left], c.left);
-    consider(c.left, next[c.left]);
-  }
-  int out = 0;
-  for (int i = 0; i < n; ++i) {
-    if (alive[i]) tokens[out++] = tokens[i];
-  }
-  tokens.resize(out);
+    return merged < 0 || !(scores_[merged] > kNoScore)
+               ? std::nullopt
+               : std::optional(std::pair<float, TokenId>(scores_[merged], merged));
+  });
 }
 
 std::string Llama2cTokenizer::token_bytes(TokenId prev, TokenId id, bool skip_special) const {

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <map>
 
 #include "tests/test_util.h"
@@ -126,6 +127,28 @@ TEST_F(Stories, RejectsRequestsThatCanNeverRun) {
   r.max_new_tokens = 5;
   EXPECT_TRUE(engine.add_request(r).ok());
   EXPECT_NE(engine.add_request(r).message().find("already in use"), std::string::npos);
+}
+
+TEST_F(Stories, HugeMaxTokensIsCappedByTheContext) {
+  Engine engine(&weights, EngineConfig{});
+  GenerationRequest r;
+  r.id = 1;
+  r.prompt.assign(weights.config.max_position - 2, 300);
+  r.max_new_tokens = std::numeric_limits<int>::max();  // a client's "as many as possible"
+  EXPECT_EQ(run(engine, {r}).at(1).size(), 2u);
+}
+
+TEST(EngineConfigCheck, RejectsConfigsThatCanNeverRun) {
+  EngineConfig c;
+  EXPECT_TRUE(validate_engine_config(c).ok());
+  c.block_size = 0;
+  EXPECT_NE(validate_engine_config(c).message().find("block_size"), std::string::npos);
+  c = EngineConfig{};
+  c.scheduler.max_batch_tokens = 0;
+  EXPECT_NE(validate_engine_config(c).message().find("max_batch_tokens"), std::string::npos);
+  c = EngineConfig{};
+  c.scheduler.max_num_seqs = -1;
+  EXPECT_NE(validate_engine_config(c).message().find("max_num_seqs"), std::string::npos);
 }
 
 TEST_F(Stories, ContextLimitEndsGenerationWithLength) {

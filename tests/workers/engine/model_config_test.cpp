@@ -14,18 +14,8 @@ namespace {
 using ::testing::HasSubstr;
 using json = nlohmann::json;
 
-// A fresh directory per test so configs written by one test never leak into another.
-std::filesystem::path fresh_dir() {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  auto dir = std::filesystem::path(::testing::TempDir()) /
-             (std::string("sw_config_") + info->test_suite_name() + "_" + info->name());
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  return dir;
-}
-
 std::filesystem::path write_config(const std::string& text) {
-  auto path = fresh_dir() / "config.json";
+  auto path = testing::fresh_temp_dir() / "config.json";
   std::ofstream(path) << text;
   return path;
 }
@@ -193,7 +183,7 @@ TEST(ModelConfig, RejectsInvalidJsonAndMissingFile) {
   EXPECT_THAT(bad.status().message(), HasSubstr("config.json"));
   EXPECT_THAT(bad.status().message(), HasSubstr("invalid JSON"));
 
-  auto missing = parse_hf_config(fresh_dir() / "nope" / "config.json");
+  auto missing = parse_hf_config(testing::fresh_temp_dir() / "nope" / "config.json");
   ASSERT_FALSE(missing.ok());
   EXPECT_THAT(missing.status().message(), HasSubstr("nope/config.json"));
   EXPECT_THAT(missing.status().message(), HasSubstr("cannot open"));

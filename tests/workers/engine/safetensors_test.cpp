@@ -18,15 +18,6 @@ namespace {
 using ::testing::HasSubstr;
 using json = nlohmann::json;
 
-std::filesystem::path fresh_dir() {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  auto dir = std::filesystem::path(::testing::TempDir()) /
-             (std::string("sw_safetensors_") + info->test_suite_name() + "_" + info->name());
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  return dir;
-}
-
 void write_bytes(const std::filesystem::path& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary) << bytes;
 }
@@ -111,7 +102,7 @@ TEST(SafetensorsFile, ReadsStories260KHf) {
 }
 
 TEST(SafetensorsFile, ConvertsEveryDtype) {
-  const auto dir = fresh_dir();
+  const auto dir = testing::fresh_temp_dir();
   const std::vector<float> f32 = {1.5f, -2.0f, 0.25f};
   const std::vector<std::uint16_t> bf16 = {0x3f80, 0xc000, 0x3e80};
   const std::vector<std::uint16_t> f16 = {0x3c00, 0xc000, 0x0001};
@@ -134,7 +125,7 @@ TEST(SafetensorsFile, ConvertsEveryDtype) {
 }
 
 TEST(SafetensorsFile, RejectsUnsupportedDtypes) {
-  const auto dir = fresh_dir();
+  const auto dir = testing::fresh_temp_dir();
   for (const std::string dtype : {"I8", "F64"}) {
     const std::size_t bytes = dtype == "I8" ? 4 : 32;
     json header = {{"w", {{"dtype", dtype}, {"shape", {4}}, {"data_offsets", {0, bytes}}}}};
@@ -144,7 +135,7 @@ TEST(SafetensorsFile, RejectsUnsupportedDtypes) {
 }
 
 TEST(SafetensorsFile, RejectsCorruptHeaders) {
-  const auto dir = fresh_dir();
+  const auto dir = testing::fresh_temp_dir();
   write_bytes(dir / "garbage.safetensors", "this is not a safetensors file at all");
   expect_open_error(dir / "garbage.safetensors", {"header length", "larger than the file"});
 
@@ -170,7 +161,7 @@ TEST(SafetensorsFile, RejectsCorruptHeaders) {
 }
 
 TEST(SafetensorsFile, ChecksOffsetsAgainstShapesAndEachOther) {
-  const auto dir = fresh_dir();
+  const auto dir = testing::fresh_temp_dir();
   json wrong_size = {{"w", {{"dtype", "F32"}, {"shape", {2, 2}}, {"data_offsets", {0, 12}}}}};
   write_bytes(dir / "size.safetensors", safetensors_bytes(wrong_size, std::string(16, '\0')));
   expect_open_error(dir / "size.safetensors", {"tensor w", "[2,2]", "16 bytes", "span 12"});
@@ -193,14 +184,14 @@ TEST(SafetensorsFile, ChecksOffsetsAgainstShapesAndEachOther) {
 
 TEST(SafetensorsFile, RejectsTruncatedRealFile) {
   SW_REQUIRE_SHARED(src, "models/stories260K-hf/model.safetensors");
-  const auto dir = fresh_dir();
+  const auto dir = testing::fresh_temp_dir();
   const std::string bytes = ::splitwise::testing::read_file(src);
   write_bytes(dir / "model.safetensors", bytes.substr(0, bytes.size() / 2));
   expect_open_error(dir / "model.safetensors", {"is truncated", "needs bytes"});
 }
 
 TEST(SafetensorsFile, NamesMissingFiles) {
-  const auto dir = fresh_dir();
+  const auto dir = testing::fresh_temp_dir();
   expect_open_error(dir / "absent.safetensors", {"cannot open"});
   auto as_dir = SafetensorsFile::open(dir);
   ASSERT_FALSE(as_dir.ok());
@@ -209,7 +200,7 @@ TEST(SafetensorsFile, NamesMissingFiles) {
 
 // Two shards holding one tensor each; `index` adds model.safetensors.index.json.
 std::filesystem::path write_shards(bool index) {
-  const auto dir = fresh_dir();
+  const auto dir = testing::fresh_temp_dir();
   const std::vector<float> a = {1, 2}, b = {3, 4, 5};
   json ha = {{"a", {{"dtype", "F32"}, {"shape", {2}}, {"data_offsets", {0, 8}}}}};
   json hb = {{"b", {{"dtype", "F32"}, {"shape", {3}}, {"data_offsets", {0, 12}}}}};
@@ -265,7 +256,7 @@ TEST(SafetensorsModel, RejectsBadIndexesAndDuplicates) {
   ASSERT_FALSE(dup.ok());
   EXPECT_THAT(dup.status().message(), HasSubstr("tensor a appears in both"));
 
-  auto empty = SafetensorsModel::open(fresh_dir());
+  auto empty = SafetensorsModel::open(testing::fresh_temp_dir());
   ASSERT_FALSE(empty.ok());
   EXPECT_THAT(empty.status().message(), HasSubstr("no *.safetensors"));
 }

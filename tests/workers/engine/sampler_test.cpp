@@ -63,6 +63,13 @@ TEST(Sampler, TemperatureOneFollowsTheDistribution) {
   EXPECT_NEAR(seen[2] / double(n), 0.1, 0.03);
 }
 
+TEST(Sampler, TinyTemperatureIsGreedyNotNan) {
+  // 1/1e-40 is inf in float: without the greedy cut-off every weight would be NaN.
+  Sampler s({.temperature = 1e-40f, .top_k = 0, .top_p = 1.0f, .seed = 5});
+  const std::vector<float> logits{0.5f, 2.0f, 1.0f};
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(s.sample(logits), 1);
+}
+
 TEST(Sampler, RejectsMeaninglessParameters) {
   EXPECT_FALSE(validate_sampling({.temperature = -1.0f}).ok());
   EXPECT_FALSE(validate_sampling({.temperature = 1.0f, .top_k = -2}).ok());

@@ -6,13 +6,14 @@
 namespace splitwise::engine {
 namespace {
 
-SequenceState make_seq(SeqId id, int prompt_len, int max_new, int max_len = 1000) {
+// max_len 0: prompt + max_new, the tightest context the sequence can have.
+SequenceState make_seq(SeqId id, int prompt_len, int max_new, int max_len = 0) {
   SequenceState s;
   s.id = id;
   s.tokens.assign(prompt_len, 5);
   s.num_prompt = prompt_len;
   s.max_new_tokens = max_new;
-  s.max_len = max_len;
+  s.max_len = max_len > 0 ? max_len : prompt_len + max_new;
   s.stop_ids = {2};
   return s;
 }
@@ -112,8 +113,8 @@ TEST_F(Fixture, PreemptsTheNewestWhenDecodeRunsOutOfBlocks) {
   BlockPool small(4, 4);
   KvCacheManager kv2(&small);
   Scheduler s({.max_batch_tokens = 64, .max_num_seqs = 8}, &kv2);
-  s.add(make_seq(1, 8, 50));
-  s.add(make_seq(2, 8, 50));
+  s.add(make_seq(1, 8, 8));  // 16 tokens at most: each alone fits the 4 blocks
+  s.add(make_seq(2, 8, 8));
   feed(s, s.schedule());  // both prefilled: 4 blocks used, 9 tokens each now
   const StepPlan p = s.schedule();
   // Seq 1 needs a third block for its 9th token: seq 2 is preempted to make room.
@@ -134,6 +135,12 @@ TEST_F(Fixture, AbortFreesBlocksAndIgnoresLateResults) {
   EXPECT_EQ(pool.num_free(), 64);
   EXPECT_TRUE(feed(s, p).empty());
   EXPECT_FALSE(s.abort(1));
+}
+
+TEST_F(Fixture, RefusingASequenceLargerThanTheCacheIsTheCallersJob) {
+  Scheduler s({.max_batch_tokens = 64, .max_num_seqs = 8}, &kv);
+  // 64 blocks of 4 tokens: a 300-token sequence would preempt itself forever.
+  EXPECT_DEATH(s.add(make_seq(1, 10, 290)), "invariant failed");
 }
 
 TEST_F(Fixture, CapsSequencesPerStep) {

@@ -20,22 +20,13 @@ using ::testing::HasSubstr;
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
-fs::path fresh_dir() {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  auto dir = fs::path(::testing::TempDir()) /
-             (std::string("sw_weights_") + info->test_suite_name() + "_" + info->name());
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
 void write_bytes(const fs::path& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary) << bytes;
 }
 
 // A writable copy of a shared model directory (the shared files are read-only).
 fs::path copy_model(const fs::path& src) {
-  const auto dir = fresh_dir() / src.filename();
+  const auto dir = testing::fresh_temp_dir() / src.filename();
   fs::create_directories(dir);
   for (const char* name : {"config.json", "model.safetensors"}) {
     write_bytes(dir / name, ::splitwise::testing::read_file(src / name));
@@ -151,7 +142,7 @@ TEST(LoadModel, LoadsTinyLlama3Bf16) {
 
 TEST(LoadModel, HubStyleConfigLoadsLikeRopeParameters) {
   SW_REQUIRE_SHARED(src, "models/tiny-llama3-gqa");
-  const auto dir = fresh_dir() / "hub";
+  const auto dir = testing::fresh_temp_dir() / "hub";
   fs::create_directories(dir);
   fs::create_symlink(src / "model.safetensors", dir / "model.safetensors");
   write_bytes(dir / "config.json", ::splitwise::testing::read_file(src / "config.json"));
@@ -185,7 +176,7 @@ TEST(LoadModel, Llama2cUntiedLayoutAndPermutation) {
   const std::uint64_t floats = (llama2c_file_size(h) - 28) / 4;
   std::vector<float> data(floats);
   for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<float>(i);
-  const auto path = fresh_dir() / "tiny.bin";
+  const auto path = testing::fresh_temp_dir() / "tiny.bin";
   write_bytes(path, std::string(reinterpret_cast<const char*>(header), sizeof(header)) +
                         std::string(reinterpret_cast<const char*>(data.data()), floats * 4));
   auto w = load_model(path);
@@ -215,11 +206,11 @@ TEST(LoadModel, Llama2cUntiedLayoutAndPermutation) {
 // ---- errors: each names the file and the problem ----
 
 TEST(LoadModel, MissingPath) {
-  expect_error(fresh_dir() / "no_such_model", {"no_such_model", "does not exist"});
+  expect_error(testing::fresh_temp_dir() / "no_such_model", {"no_such_model", "does not exist"});
 }
 
 TEST(LoadModel, DirectoryWithoutConfig) {
-  const auto dir = fresh_dir() / "bare";
+  const auto dir = testing::fresh_temp_dir() / "bare";
   fs::create_directories(dir);
   expect_error(dir, {"bare", "no config.json"});
 }
@@ -273,7 +264,7 @@ TEST(LoadModel, BadConfigInModelDirectory) {
 TEST(LoadModel, TruncatedLlama2cBin) {
   SW_REQUIRE_SHARED(src, "models/stories260K/stories260K.bin");
   const std::string bytes = ::splitwise::testing::read_file(src);
-  const auto path = fresh_dir() / "stories260K.bin";
+  const auto path = testing::fresh_temp_dir() / "stories260K.bin";
   write_bytes(path, bytes.substr(0, bytes.size() - 100));
   expect_error(path, {"stories260K.bin", "truncated", "1056540 bytes",
                       "the file has " + std::to_string(bytes.size() - 100)});
@@ -283,13 +274,13 @@ TEST(LoadModel, TruncatedLlama2cBin) {
 
 TEST(LoadModel, Llama2cBinWithTrailingBytes) {
   SW_REQUIRE_SHARED(src, "models/stories260K/stories260K.bin");
-  const auto path = fresh_dir() / "stories260K.bin";
+  const auto path = testing::fresh_temp_dir() / "stories260K.bin";
   write_bytes(path, ::splitwise::testing::read_file(src) + std::string(12, '\0'));
   expect_error(path, {"stories260K.bin", "12 trailing bytes", "1056540"});
 }
 
 TEST(LoadModel, Llama2cBinWithBadHeader) {
-  const auto dir = fresh_dir();
+  const auto dir = testing::fresh_temp_dir();
   const std::int32_t zero_dim[7] = {0, 6, 1, 2, 1, 5, 3};
   write_bytes(dir / "zero.bin", std::string(reinterpret_cast<const char*>(zero_dim), 28));
   expect_error(dir / "zero.bin", {"zero.bin", "dim is 0"});
