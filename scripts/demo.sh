@@ -7,7 +7,7 @@ build="${BUILD_DIR:-$root/build}"
 shared="${SPLITWISE_SHARED:-$root/../shared}"
 model="$shared/models/stories260K/stories260K.bin"
 [ -f "$model" ] || { echo "demo: model not found at $model (set SPLITWISE_SHARED)" >&2; exit 1; }
-"$root/scripts/build.sh" --target splitwise-generate >/dev/null
+"$root/scripts/build.sh" --target splitwise-generate >"$build.log" 2>&1 || { cat "$build.log" >&2; exit 1; }
 args=("$@")
 [ ${#args[@]} -eq 0 ] && args=(-p "Once upon a time" -n 120)
 exec "$build/workers/engine/splitwise-generate" -m "$model" \

@@ -4,6 +4,6 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${BUILD_DIR:-$root/build}"
-"$root/scripts/build.sh" >/dev/null
+"$root/scripts/build.sh" >"$build.log" 2>&1 || { cat "$build.log" >&2; exit 1; }
 cd "$build"
 ctest --output-on-failure -j"$(nproc)" "$@"
