@@ -32,48 +32,97 @@ Engine::Engine(const ModelWeights* weights, const EngineConfig& config)
       scheduler_(config.scheduler, &kv_),
       runner_(weights, pool_.num_blocks(), config.block_size) {}
 
-Status Engine::add_request(GenerationRequest request) {
+Result<int> Engine::check_request(const GenerationRequest& request) const {
   const int context = weights_->config.max_position;
   const int n = static_cast<int>(request.prompt.size());
-  if (n == 0) return Status::error("request " + std::to_string(request.id) + ": empty prompt");
+  const std::string who = "request " + std::to_string(request.id);
+  if (n == 0) return Status::error(who + ": empty prompt");
   if (n >= context)
-    return Status::error("request " + std::to_string(request.id) + ": prompt has " +
-                         std::to_string(n) + " tokens but the model's context is " +
-                         std::to_string(context) + " (room must remain for one new token)");
-  if (request.max_new_tokens < 1)
-    return Status::error("request " + std::to_string(request.id) + ": max_new_tokens must be >= 1");
+    return Status::error(who + ": prompt has " + std::to_string(n) +
+                         " tokens but the model's context is " + std::to_string(context) +
+                         " (room must remain for one new token)");
+  if (request.max_new_tokens < 1) return Status::error(who + ": max_new_tokens must be >= 1");
   for (TokenId t : request.prompt)
     if (t < 0 || t >= weights_->config.vocab_size)
-      return Status::error("request " + std::to_string(request.id) + ": token id " +
-                           std::to_string(t) + " outside the vocabulary of " +
+      return Status::error(who + ": token id " + std::to_string(t) + " outside the vocabulary of " +
                            std::to_string(weights_->config.vocab_size));
-  SW_RETURN_IF_ERROR(
-      validate_sampling(request.sampling).with_context("request " + std::to_string(request.id)));
-  if (samplers_.count(request.id))
-    return Status::error("request " + std::to_string(request.id) + ": id already in use");
+  SW_RETURN_IF_ERROR(validate_sampling(request.sampling).with_context(who));
+  if (samplers_.count(request.id) || reserved_.count(request.id) || kv_.has(request.id))
+    return Status::error(who + ": id already in use");
   // Written so that a huge max_new_tokens (a client's INT_MAX) cannot overflow.
   const int max_len = request.max_new_tokens >= context - n ? context : n + request.max_new_tokens;
   // The KV of the last generated token is never computed, hence max_len - 1.
   if (kv_.blocks_for(max_len - 1) > pool_.num_blocks())
-    return Status::error("request " + std::to_string(request.id) + ": needs " +
-                         std::to_string(kv_.blocks_for(max_len - 1)) +
+    return Status::error(who + ": needs " + std::to_string(kv_.blocks_for(max_len - 1)) +
                          " KV blocks but the cache has " + std::to_string(pool_.num_blocks()));
+  return max_len;
+}
 
+SequenceState Engine::make_sequence(GenerationRequest request, int max_len) {
   samplers_.emplace(request.id, Sampler(request.sampling));
   SequenceState seq;
   seq.id = request.id;
+  seq.num_prompt = static_cast<int>(request.prompt.size());
   seq.tokens = std::move(request.prompt);
-  seq.num_prompt = n;
   seq.max_new_tokens = request.max_new_tokens;
   seq.max_len = max_len;
   seq.stop_ids = std::move(request.stop_ids);
-  scheduler_.add(std::move(seq));
+  seq.handoff = request.handoff;
+  return seq;
+}
+
+Status Engine::add_request(GenerationRequest request) {
+  Result<int> max_len = check_request(request);
+  if (!max_len.ok()) return max_len.status();
+  scheduler_.add(make_sequence(std::move(request), *max_len));
   return {};
 }
+
+Result<std::vector<BlockId>> Engine::reserve_prefilled(const GenerationRequest& request) {
+  Result<int> max_len = check_request(request);
+  if (!max_len.ok()) return max_len.status();
+  if (!kv_.reserve(request.id, static_cast<int>(request.prompt.size())))
+    return Status::error("request " + std::to_string(request.id) + ": no free KV blocks for " +
+                         std::to_string(request.prompt.size()) + " prompt tokens (" +
+                         std::to_string(kv_.num_free_blocks()) + " blocks free)");
+  reserved_.emplace(request.id, std::make_pair(request, *max_len));
+  return kv_.block_table(request.id);
+}
+
+Result<StepResult> Engine::activate_prefilled(SeqId id, TokenId first_token) {
+  auto it = reserved_.find(id);
+  if (it == reserved_.end())
+    return Status::error("request " + std::to_string(id) + ": no reservation to activate");
+  if (first_token < 0 || first_token >= weights_->config.vocab_size)
+    return Status::error("request " + std::to_string(id) + ": first token " +
+                         std::to_string(first_token) + " outside the vocabulary");
+  auto [request, max_len] = std::move(it->second);
+  reserved_.erase(it);
+  SequenceState seq = make_sequence(std::move(request), max_len);
+  seq.num_computed = seq.num_prompt;
+  seq.tokens.push_back(first_token);
+  StepResult r{id, first_token, FinishReason::kNone};
+  if (std::find(seq.stop_ids.begin(), seq.stop_ids.end(), first_token) != seq.stop_ids.end())
+    r.finish = FinishReason::kStop;
+  else if (seq.num_generated() >= seq.max_new_tokens ||
+           static_cast<int>(seq.tokens.size()) >= seq.max_len)
+    r.finish = FinishReason::kLength;
+  if (r.finish != FinishReason::kNone) {
+    kv_.free(id);
+    samplers_.erase(id);
+  } else {
+    scheduler_.add_running(std::move(seq));
+  }
+  return r;
+}
+
+void Engine::release(SeqId id) { kv_.free(id); }
 
 void Engine::abort(SeqId id) {
   scheduler_.abort(id);
   samplers_.erase(id);
+  reserved_.erase(id);
+  kv_.free(id);  // a reservation or a finished handoff still holding blocks
 }
 
 Result<std::vector<StepResult>> Engine::step() {
@@ -82,14 +131,23 @@ Result<std::vector<StepResult>> Engine::step() {
   if (plan.empty()) return std::vector<StepResult>{};
 
   chunks_.clear();
+  handoff_chunks_.clear();
+  const int bs = pool_.block_size();
   for (const ScheduledChunk& c : plan.chunks) {
     const SequenceState* seq = scheduler_.find(c.id);
     SW_CHECK(seq != nullptr);
     chunks_.push_back({std::span<const TokenId>(seq->tokens).subspan(c.start, c.count), c.start,
                        kv_.block_table(c.id), c.sample ? 1 : 0});
+    if (seq->handoff) {
+      const int first = c.start / bs, last = (c.start + c.count - 1) / bs;
+      handoff_chunks_.push_back({c.id, first, last - first + 1, kv_.block_table(c.id)});
+    }
     (c.start >= seq->num_prompt ? stats_.decode_tokens : stats_.prompt_tokens) += c.count;
   }
-  SW_RETURN_IF_ERROR(runner_.forward(chunks_, &logits_));
+  LayerListener on_layer;
+  if (handoff_listener_ && !handoff_chunks_.empty())
+    on_layer = [this](int layer) { handoff_listener_(layer, handoff_chunks_); };
+  SW_RETURN_IF_ERROR(runner_.forward(chunks_, &logits_, on_layer));
   ++stats_.steps;
 
   const int vocab = weights_->config.vocab_size;
@@ -97,11 +155,12 @@ Result<std::vector<StepResult>> Engine::step() {
   for (const ScheduledChunk& c : plan.chunks) {
     if (!c.sample) continue;
     const std::span<const float> row(logits_.data() + sampled_.size() * vocab, vocab);
-    sampled_.push_back(samplers_.at(c.id).sample(row));
+    const SequenceState* seq = scheduler_.find(c.id);
+    sampled_.push_back(samplers_.at(c.id).sample(row, seq->num_generated()));
   }
   std::vector<StepResult> results = scheduler_.update(plan, sampled_);
   for (const StepResult& r : results)
-    if (r.finish != FinishReason::kNone) samplers_.erase(r.id);
+    if (r.finish != FinishReason::kNone) samplers_.erase(r.id);  // kHandoff keeps its blocks
   return results;
 }
 

@@ -2,7 +2,9 @@
 // Callers add requests as token ids and call step() until idle.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <span>
 #include <unordered_map>
 #include <vector>
 
@@ -31,7 +33,20 @@ struct GenerationRequest {
   SamplingParams sampling;
   int max_new_tokens = 16;
   std::vector<TokenId> stop_ids;  // e.g. the tokenizer's EOS ids
+  // Prompt role: finish after the first token (FinishReason::kHandoff) and keep the KV
+  // blocks for the transport until release().
+  bool handoff = false;
 };
+
+// Blocks of a handoff sequence that one step wrote: table entries
+// [first_block, first_block + num_blocks) of `blocks` (the whole table).
+struct HandoffChunk {
+  SeqId id = 0;
+  int first_block = 0;
+  int num_blocks = 0;
+  std::span<const BlockId> blocks;
+};
+using HandoffListener = std::function<void(int layer, std::span<const HandoffChunk> chunks)>;
 
 struct EngineStats {
   int64_t steps = 0;
@@ -54,6 +69,23 @@ class Engine {
 
   // One forward step; returns the tokens it produced (with finish reasons).
   Result<std::vector<StepResult>> step();
+
+  // Prompt role: called during step() after each layer with the handoff sequences' blocks
+  // that layer just wrote (runs on the engine thread; must not block).
+  void set_handoff_listener(HandoffListener listener) { handoff_listener_ = std::move(listener); }
+  // Frees the KV blocks a finished handoff sequence kept (once its transfer is over).
+  void release(SeqId id);
+
+  // Token role, step 1: checks the request and reserves KV blocks for its prompt, which a
+  // prompt worker will fill; returns the block table. No room -> error, nothing held.
+  Result<std::vector<BlockId>> reserve_prefilled(const GenerationRequest& request);
+  // Step 2, once every layer has landed: the sequence joins the decode batch with
+  // `first_token` (sampled by the prompt worker) as its first generated token. Returns
+  // that token's result (it may already finish the request).
+  Result<StepResult> activate_prefilled(SeqId id, TokenId first_token);
+
+  // KV storage, for the transport: see ModelRunner::key_cache.
+  ModelRunner& runner() { return runner_; }
   bool idle() const { return scheduler_.idle(); }
 
   const EngineStats& stats() const { return stats_; }
@@ -62,6 +94,11 @@ class Engine {
   int num_kv_blocks() const { return pool_.num_blocks(); }
 
  private:
+  // Validates `request`; returns the sequence's length limit (prompt + new tokens, capped
+  // by the context).
+  Result<int> check_request(const GenerationRequest& request) const;
+  SequenceState make_sequence(GenerationRequest request, int max_len);
+
   const ModelWeights* weights_;
   BlockPool pool_;
   KvCacheManager kv_;
@@ -72,6 +109,10 @@ class Engine {
   std::vector<SequenceChunk> chunks_;  // reused per step
   std::vector<float> logits_;
   std::vector<TokenId> sampled_;
+  HandoffListener handoff_listener_;
+  std::vector<HandoffChunk> handoff_chunks_;
+  // Token role: requests with reserved blocks whose KV has not landed yet.
+  std::unordered_map<SeqId, std::pair<GenerationRequest, int>> reserved_;  // with max_len
 };
 
 }  // namespace splitwise::engine

@@ -61,7 +61,8 @@ Status ModelRunner::validate(std::span<const SequenceChunk> batch) const {
   return {};
 }
 
-Status ModelRunner::forward(std::span<const SequenceChunk> batch, std::vector<float>* logits) {
+Status ModelRunner::forward(std::span<const SequenceChunk> batch, std::vector<float>* logits,
+                            const LayerListener& on_layer) {
   SW_RETURN_IF_ERROR(validate(batch));
   const ModelConfig& c = config();
   const int dim = c.hidden_size, hd = c.head_dim, q_dim = c.q_dim(), kv_dim = c.kv_dim();
@@ -119,6 +120,7 @@ Status ModelRunner::forward(std::span<const SequenceChunk> batch, std::vector<fl
                   sizeof(float) * kv_dim);
     }
 
+    if (on_layer) on_layer(l);
     attention(l, batch);
     ops::matmul_nt(attn, w.wo.data(), x, num_tokens, dim, q_dim, /*accumulate=*/true);
 

@@ -3,6 +3,7 @@
 // The runner computes; it never decides what runs (that is the scheduler's job).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <span>
 #include <vector>
@@ -23,6 +24,11 @@ struct SequenceChunk {
   int num_logits = 1;                    // logits for the last num_logits tokens (0: none)
 };
 
+// Called after every batch token's K and V of `layer` are in the cache, before that
+// layer's attention: from then on those slots do not change, so a transport may send
+// them while the runner computes the rest of the step.
+using LayerListener = std::function<void(int layer)>;
+
 class ModelRunner {
  public:
   // `weights` must outlive the runner. The KV cache holds num_kv_blocks blocks of
@@ -36,7 +42,8 @@ class ModelRunner {
   // Runs the batch; `logits` becomes [sum of num_logits, vocab] in chunk order.
   // Bad input (token out of range, position past the context, a block table too
   // short) is reported, and the cache is left as it was for other sequences.
-  Status forward(std::span<const SequenceChunk> batch, std::vector<float>* logits);
+  Status forward(std::span<const SequenceChunk> batch, std::vector<float>* logits,
+                 const LayerListener& on_layer = {});
 
   // KV storage of one layer; the transport sends blocks of it by id. Keys are
   // [num_kv_blocks, kv_heads, head_dim, block_size] (positions innermost, so one query

@@ -15,7 +15,15 @@ Status validate_sampling(const SamplingParams& p) {
   return {};
 }
 
-TokenId Sampler::sample(std::span<const float> logits) {
+double uniform_at(uint64_t seed, int64_t index) {
+  uint64_t z = seed + 0x9E3779B97F4A7C15ull * (static_cast<uint64_t>(index) + 1);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return static_cast<double>(z >> 11) * 0x1.0p-53;  // 53 random bits
+}
+
+TokenId Sampler::sample(std::span<const float> logits, int64_t index) {
   const int n = static_cast<int>(logits.size());
   // Below 1e-5 the scaled logits overflow (1/t is inf for subnormal t): treat as greedy,
   // which is what such a temperature means anyway.
@@ -55,7 +63,7 @@ TokenId Sampler::sample(std::span<const float> logits) {
     sum = 0.0;
     for (int i = 0; i < keep; ++i) sum += candidates_[i].first;
   }
-  const double r = std::uniform_real_distribution<double>(0.0, sum)(rng_);
+  const double r = uniform_at(params_.seed, index) * sum;
   double acc = 0.0;
   for (int i = 0; i < keep; ++i) {
     acc += candidates_[i].first;

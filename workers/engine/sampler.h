@@ -1,9 +1,9 @@
-// Token sampling: greedy, temperature, top-k, top-p. Each sequence owns its Sampler and
-// its random stream, so a seeded run repeats exactly however requests are batched.
+// Token sampling: greedy, temperature, top-k, top-p. The random draw for a sequence's
+// n-th generated token is a pure function of (seed, n), so a seeded run repeats exactly
+// however requests are batched, preempted, or moved to another worker mid-stream.
 #pragma once
 
 #include <cstdint>
-#include <random>
 #include <span>
 #include <string>
 #include <vector>
@@ -28,15 +28,19 @@ Status validate_sampling(const SamplingParams& params);
 
 class Sampler {
  public:
-  explicit Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {}
+  explicit Sampler(const SamplingParams& params) : params_(params) {}
 
-  // Picks the next token from one row of logits. Greedy ties go to the lowest id.
-  TokenId sample(std::span<const float> logits);
+  // Picks generated token number `index` (0 = first) from one row of logits.
+  // Greedy ties go to the lowest id.
+  TokenId sample(std::span<const float> logits, int64_t index);
 
  private:
   SamplingParams params_;
-  std::mt19937_64 rng_;
   std::vector<std::pair<float, TokenId>> candidates_;  // reused across calls
 };
+
+// Uniform double in [0, 1) determined by (seed, index): a counter-based generator
+// (SplitMix64 finaliser), so no state travels with a sequence.
+double uniform_at(uint64_t seed, int64_t index);
 
 }  // namespace splitwise::engine

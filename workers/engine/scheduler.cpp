@@ -28,6 +28,12 @@ void Scheduler::add(SequenceState seq) {
   waiting_.push_back(std::move(seq));
 }
 
+void Scheduler::add_running(SequenceState seq) {
+  SW_CHECK(kv_->has(seq.id) && kv_->blocks_missing(seq.id, seq.num_computed) == 0);
+  SW_CHECK(seq.num_computed < static_cast<int>(seq.tokens.size()));
+  running_.push_back(std::move(seq));
+}
+
 bool Scheduler::abort(SeqId id) {
   for (auto* q : {&waiting_, &running_}) {
     auto it = std::find_if(q->begin(), q->end(), [id](const auto& s) { return s.id == id; });
@@ -107,6 +113,12 @@ std::vector<StepResult> Scheduler::update(const StepPlan& plan, std::span<const 
     if (!chunk.sample) continue;
     seq.tokens.push_back(token);
     StepResult r{seq.id, token, FinishReason::kNone};
+    if (seq.handoff) {
+      r.finish = FinishReason::kHandoff;
+      results.push_back(r);
+      running_.erase(it);  // blocks stay with the engine until the transport is done
+      continue;
+    }
     if (std::find(seq.stop_ids.begin(), seq.stop_ids.end(), token) != seq.stop_ids.end())
       r.finish = FinishReason::kStop;
     else if (seq.num_generated() >= seq.max_new_tokens ||

@@ -18,7 +18,9 @@ struct SchedulerConfig {
   int max_num_seqs = 256;       // sequences in one step
 };
 
-enum class FinishReason { kNone, kStop, kLength, kAborted };
+// kHandoff: a prompt-role sequence finished its prefill; its KV blocks stay allocated
+// (for the transport) until the engine releases them.
+enum class FinishReason { kNone, kStop, kLength, kAborted, kHandoff };
 const char* to_string(FinishReason reason);
 
 struct SequenceState {
@@ -30,6 +32,7 @@ struct SequenceState {
   int max_len = 0;  // context limit: generation stops when tokens reach it
   std::vector<TokenId> stop_ids;
   int num_preemptions = 0;
+  bool handoff = false;  // prompt role: finish after the first token, keep the KV
 
   int num_generated() const { return static_cast<int>(tokens.size()) - num_prompt; }
 };
@@ -60,6 +63,9 @@ class Scheduler {
   Scheduler(const SchedulerConfig& config, KvCacheManager* kv) : config_(config), kv_(kv) {}
 
   void add(SequenceState seq);
+  // A sequence whose first num_computed tokens' KV is already in its reserved blocks
+  // (a handoff from a prompt worker): it joins the running set directly.
+  void add_running(SequenceState seq);
   // Drops a sequence wherever it is and frees its blocks. False if unknown.
   bool abort(SeqId id);
 

@@ -49,6 +49,9 @@ class Result {
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
   T& operator*() & { return value(); }
+  const T& operator*() const& { return value(); }
+  // By value: `for (auto& x : *make_result())` must not bind to a dead temporary.
+  T operator*() && { return std::move(*this).value(); }
 
  private:
   std::variant<T, Status> value_;
