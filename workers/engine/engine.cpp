@@ -120,6 +120,7 @@ void Engine::release(SeqId id) { kv_.free(id); }
 
 void Engine::abort(SeqId id) {
   scheduler_.abort(id);
+  handoff_sent_.erase(id);
   samplers_.erase(id);
   reserved_.erase(id);
   kv_.free(id);  // a reservation or a finished handoff still holding blocks
@@ -139,8 +140,16 @@ Result<std::vector<StepResult>> Engine::step() {
     chunks_.push_back({std::span<const TokenId>(seq->tokens).subspan(c.start, c.count), c.start,
                        kv_.block_table(c.id), c.sample ? 1 : 0});
     if (seq->handoff) {
-      const int first = c.start / bs, last = (c.start + c.count - 1) / bs;
-      handoff_chunks_.push_back({c.id, first, last - first + 1, kv_.block_table(c.id)});
+      // Hand over only blocks this chunk completes (and, at the end of the prompt, the
+      // partial last block): a block is then never written again after it was handed
+      // over, so the transport reads memory nobody writes.
+      const int end = c.start + c.count;
+      const int done_blocks = c.sample ? (end + bs - 1) / bs : end / bs;
+      int& sent = handoff_sent_[c.id];
+      if (done_blocks > sent) {
+        handoff_chunks_.push_back({c.id, sent, done_blocks - sent, kv_.block_table(c.id)});
+        sent = done_blocks;
+      }
     }
     (c.start >= seq->num_prompt ? stats_.decode_tokens : stats_.prompt_tokens) += c.count;
   }
@@ -159,8 +168,11 @@ Result<std::vector<StepResult>> Engine::step() {
     sampled_.push_back(samplers_.at(c.id).sample(row, seq->num_generated()));
   }
   std::vector<StepResult> results = scheduler_.update(plan, sampled_);
-  for (const StepResult& r : results)
-    if (r.finish != FinishReason::kNone) samplers_.erase(r.id);  // kHandoff keeps its blocks
+  for (const StepResult& r : results) {
+    if (r.finish == FinishReason::kNone) continue;
+    samplers_.erase(r.id);  // a kHandoff sequence keeps its blocks until release()
+    handoff_sent_.erase(r.id);
+  }
   return results;
 }
 

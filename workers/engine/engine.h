@@ -89,6 +89,11 @@ class Engine {
   bool idle() const { return scheduler_.idle(); }
 
   const EngineStats& stats() const { return stats_; }
+  int num_waiting() const { return scheduler_.num_waiting(); }
+  int num_running() const { return scheduler_.num_running(); }
+  int num_reserved() const { return static_cast<int>(reserved_.size()); }
+  // Prompt tokens not yet prefilled, over waiting and running sequences.
+  int64_t pending_prefill_tokens() const { return scheduler_.pending_prefill_tokens(); }
   const ModelConfig& config() const { return weights_->config; }
   int num_free_blocks() const { return kv_.num_free_blocks(); }
   int num_kv_blocks() const { return pool_.num_blocks(); }
@@ -111,6 +116,7 @@ class Engine {
   std::vector<TokenId> sampled_;
   HandoffListener handoff_listener_;
   std::vector<HandoffChunk> handoff_chunks_;
+  std::unordered_map<SeqId, int> handoff_sent_;  // blocks already handed over
   // Token role: requests with reserved blocks whose KV has not landed yet.
   std::unordered_map<SeqId, std::pair<GenerationRequest, int>> reserved_;  // with max_len
 };

@@ -134,6 +134,15 @@ std::vector<StepResult> Scheduler::update(const StepPlan& plan, std::span<const 
   return results;
 }
 
+int64_t Scheduler::pending_prefill_tokens() const {
+  int64_t n = 0;
+  for (const auto* q : {&waiting_, &running_})
+    for (const SequenceState& s : *q)
+      if (s.num_computed < s.num_prompt || static_cast<int>(s.tokens.size()) - s.num_computed > 1)
+        n += static_cast<int>(s.tokens.size()) - s.num_computed;  // prefill still to run
+  return n;
+}
+
 const SequenceState* Scheduler::find(SeqId id) const {
   for (const auto* q : {&waiting_, &running_})
     for (const SequenceState& s : *q)

@@ -77,6 +77,7 @@ class Scheduler {
   int num_waiting() const { return static_cast<int>(waiting_.size()); }
   int num_running() const { return static_cast<int>(running_.size()); }
   bool idle() const { return waiting_.empty() && running_.empty(); }
+  int64_t pending_prefill_tokens() const;
 
  private:
   void preempt_last();

@@ -143,6 +143,17 @@ TEST_F(Fixture, RefusingASequenceLargerThanTheCacheIsTheCallersJob) {
   EXPECT_DEATH(s.add(make_seq(1, 10, 290)), "invariant failed");
 }
 
+TEST_F(Fixture, CountsPendingPrefillTokens) {
+  Scheduler s({.max_batch_tokens = 8, .max_num_seqs = 8}, &kv);
+  s.add(make_seq(1, 20, 3));
+  s.add(make_seq(2, 5, 3));
+  EXPECT_EQ(s.pending_prefill_tokens(), 25);
+  feed(s, s.schedule());  // 8 tokens of seq 1
+  EXPECT_EQ(s.pending_prefill_tokens(), 17);
+  while (s.pending_prefill_tokens() > 0) feed(s, s.schedule());
+  EXPECT_EQ(s.num_running(), 2);  // both decoding: no prefill left
+}
+
 TEST_F(Fixture, CapsSequencesPerStep) {
   Scheduler s({.max_batch_tokens = 64, .max_num_seqs = 2}, &kv);
   for (int i = 0; i < 4; ++i) s.add(make_seq(i, 2, 5));
