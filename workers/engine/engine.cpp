@@ -165,7 +165,8 @@ Result<std::vector<StepResult>> Engine::step() {
     if (!c.sample) continue;
     const std::span<const float> row(logits_.data() + sampled_.size() * vocab, vocab);
     const SequenceState* seq = scheduler_.find(c.id);
-    sampled_.push_back(samplers_.at(c.id).sample(row, seq->num_generated()));
+    Sampler& sampler = samplers_.at(c.id);
+    sampled_.push_back(sampler.sample(row, sampler.params().first_index + seq->num_generated()));
   }
   std::vector<StepResult> results = scheduler_.update(plan, sampled_);
   for (const StepResult& r : results) {

@@ -21,6 +21,9 @@ struct SamplingParams {
   int top_k = 0;             // 0: whole vocabulary
   float top_p = 1.0f;        // nucleus mass kept, (0, 1]
   uint64_t seed = 0;
+  // Draw index of the first generated token: a request resumed elsewhere after n tokens
+  // passes n, so its draws continue the original sequence of draws.
+  int64_t first_index = 0;
 };
 
 // Rejects values a request cannot mean (negative temperature, top_p outside (0, 1]).
@@ -33,6 +36,7 @@ class Sampler {
   // Picks generated token number `index` (0 = first) from one row of logits.
   // Greedy ties go to the lowest id.
   TokenId sample(std::span<const float> logits, int64_t index);
+  const SamplingParams& params() const { return params_; }
 
  private:
   SamplingParams params_;

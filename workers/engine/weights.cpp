@@ -1,6 +1,7 @@
 #include "workers/engine/weights.h"
 
 #include <cstdlib>
+#include <fstream>
 #include <string>
 
 #include "workers/engine/llama2c_model.h"
@@ -127,6 +128,18 @@ Result<ModelWeights> load_model(const std::filesystem::path& path) {
   if (std::filesystem::is_regular_file(status)) return load_llama2c_model(path);
   return Status::error("model path " + path.string() +
                        " is neither a directory (Hugging Face) nor a file (llama2.c .bin)");
+}
+
+Result<ModelConfig> load_model_config(const std::filesystem::path& path) {
+  if (std::filesystem::is_directory(path)) return parse_hf_config(path / "config.json");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::error("model path " + path.string() + " cannot be opened");
+  Llama2cHeader h;
+  in.read(reinterpret_cast<char*>(&h), sizeof(h));
+  if (!in) return Status::error(path.string() + " is too short for a llama2.c header");
+  ModelConfig config = llama2c_config(h);
+  SW_RETURN_IF_ERROR(validate_config(config).with_context(path.string()));
+  return config;
 }
 
 }  // namespace splitwise::engine

@@ -34,4 +34,8 @@ struct ModelWeights {
 // llama2.c .bin file. Every failure names the file and the problem.
 Result<ModelWeights> load_model(const std::filesystem::path& path);
 
+// Only the hyper-parameters of the same paths (config.json, or the llama2.c header),
+// for processes that need the shape but not the weights (the router).
+Result<ModelConfig> load_model_config(const std::filesystem::path& path);
+
 }  // namespace splitwise::engine

@@ -45,6 +45,7 @@ struct WorkRequest {
   int top_k = 0;
   float top_p = 1.0f;
   uint64_t seed = 0;
+  int64_t sample_index = 0;  // draw index of the first new token (resumed requests)
   int max_new_tokens = 16;
   std::vector<int32_t> stop_ids;
   std::string kv_host;  // prefill only
@@ -78,6 +79,7 @@ inline Result<WorkRequest> parse_work_request(const std::string& body) {
     r.top_k = j.value("top_k", 0);
     r.top_p = j.value("top_p", 1.0f);
     r.seed = j.value("seed", uint64_t{0});
+    r.sample_index = j.value("sample_index", int64_t{0});
     r.max_new_tokens = j.value("max_new_tokens", 16);
     r.stop_ids = j.value("stop_ids", std::vector<int32_t>{});
     r.kv_host = j.value("kv_host", std::string());

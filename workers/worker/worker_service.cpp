@@ -12,7 +12,11 @@ engine::GenerationRequest to_generation(const WorkRequest& w) {
   engine::GenerationRequest g;
   g.id = static_cast<engine::SeqId>(w.id);
   g.prompt = w.prompt;
-  g.sampling = {.temperature = w.temperature, .top_k = w.top_k, .top_p = w.top_p, .seed = w.seed};
+  g.sampling = {.temperature = w.temperature,
+                .top_k = w.top_k,
+                .top_p = w.top_p,
+                .seed = w.seed,
+                .first_index = w.sample_index};
   g.max_new_tokens = w.max_new_tokens;
   g.stop_ids = w.stop_ids;
   return g;

@@ -1,0 +1,122 @@
+#include "workers/router/worker_pool.h"
+
+#include <spdlog/spdlog.h>
+
+namespace splitwise::router {
+
+namespace {
+WorkerView::Role view_role(worker::Role r) {
+  switch (r) {
+    case worker::Role::kPrompt:
+      return WorkerView::Role::kPrompt;
+    case worker::Role::kToken:
+      return WorkerView::Role::kToken;
+    case worker::Role::kMixed:
+      return WorkerView::Role::kMixed;
+  }
+  return WorkerView::Role::kMixed;
+}
+}  // namespace
+
+WorkerPool::WorkerPool(boost::asio::io_context& io, net::HttpClient& client,
+                       std::vector<WorkerAddress> workers, PoolOptions options)
+    : io_(io), client_(client), options_(options), timer_(io) {
+  for (auto& a : workers) workers_.push_back(Entry{std::move(a)});
+}
+
+void WorkerPool::start() { poll(); }
+
+void WorkerPool::stop() {
+  stopped_ = true;
+  timer_.cancel();
+}
+
+int WorkerPool::healthy_count(worker::Role role) const {
+  int n = 0;
+  for (const Entry& e : workers_) n += e.healthy && e.address.role == role;
+  return n;
+}
+
+bool WorkerPool::any_polled() const {
+  for (const Entry& e : workers_)
+    if (e.polled) return true;
+  return false;
+}
+
+std::vector<WorkerView> WorkerPool::views() const {
+  std::vector<WorkerView> v;
+  for (const Entry& e : workers_) {
+    WorkerView w;
+    w.id = e.address.id();
+    w.role = view_role(e.address.role);
+    // A worker that says it has another role than configured is misconfigured: skip it.
+    w.healthy = e.healthy && e.state.role == e.address.role;
+    w.pending_prefill_tokens = e.state.pending_prefill_tokens + e.local_prefill_tokens;
+    w.queued_requests = e.state.queued_requests + e.local_requests;
+    w.free_kv_blocks = std::max(0, e.state.free_kv_blocks - e.local_blocks);
+    w.total_kv_blocks = e.state.total_kv_blocks;
+    w.block_size = e.state.block_size;
+    v.push_back(w);
+  }
+  return v;
+}
+
+void WorkerPool::placed(int worker, int64_t prefill_tokens, int kv_blocks) {
+  Entry& e = workers_[worker];
+  e.local_prefill_tokens += prefill_tokens;
+  e.local_blocks += kv_blocks;
+  ++e.local_requests;
+}
+
+void WorkerPool::mark_failed(int worker) {
+  Entry& e = workers_[worker];
+  if (e.healthy)
+    spdlog::warn("worker {} failed a request: taken out until it answers", e.address.id());
+  e.healthy = false;
+  e.failures = std::max(e.failures, options_.failures_to_unhealthy);
+}
+
+void WorkerPool::poll() {
+  if (stopped_) return;
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    const WorkerAddress& a = workers_[i].address;
+    net::HttpRequest req;
+    req.method = "GET";
+    req.target = "/internal/state";
+    client_.request(
+        a.host, a.port, req, options_.poll_timeout_ms, [this, i](Result<net::HttpResponse> r) {
+          Entry& e = workers_[i];
+          Result<worker::WorkerState> st =
+              r.ok() && r->status == 200
+                  ? worker::parse_worker_state(r->body)
+                  : Result<worker::WorkerState>(Status::error(
+                        r.ok() ? "HTTP " + std::to_string(r->status) : r.status().message()));
+          if (!st.ok()) {
+            if (++e.failures >= options_.failures_to_unhealthy && e.healthy) {
+              spdlog::warn("worker {} unhealthy: {}", e.address.id(), st.status().message());
+              e.healthy = false;
+            }
+            return;
+          }
+          if (!e.healthy) spdlog::info("worker {} healthy", e.address.id());
+          e.state = *st;
+          e.healthy = true;
+          e.polled = true;
+          e.failures = 0;
+          // The worker's own figures now include what was placed before the poll.
+          e.local_prefill_tokens = 0;
+          e.local_blocks = 0;
+          e.local_requests = 0;
+        });
+  }
+  schedule();
+}
+
+void WorkerPool::schedule() {
+  timer_.expires_after(options_.poll_interval);
+  timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) poll();
+  });
+}
+
+}  // namespace splitwise::router

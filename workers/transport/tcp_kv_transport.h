@@ -1,0 +1,94 @@
+// KV handoff over TCP (Boost.Asio), in the frame format of kv_frame.h. Each end runs its
+// own io_context on its own thread, so neither the prompt worker's engine thread nor the
+// token worker's decode loop ever blocks on the network.
+//
+// Delivery contract: a send's completion reports Status::ok once the whole frame has been
+// handed to the kernel, not once the peer has written it. A failure names the endpoint.
+// A connection that fails (refused, reset, timed out) fails every frame queued on it and is
+// forgotten; the next send to that endpoint connects afresh, once. Frames of a request
+// that were queued before a failure and after it may thus go down different connections;
+// a prompt worker that sees a failed layer should abort the request rather than go on.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "workers/engine/status.h"
+#include "workers/transport/kv_transport.h"
+
+namespace splitwise::transport {
+
+struct SenderStats {
+  uint64_t frames_sent = 0;
+  uint64_t bytes_sent = 0;  // headers + payloads
+  uint64_t send_failures = 0;
+};
+
+struct ReceiverStats {
+  uint64_t frames_received = 0;  // frames delivered to the sink (LAYER, DONE, ABORT)
+  uint64_t bytes_received = 0;   // every byte read off the network, rejected frames too
+  uint64_t frames_rejected = 0;
+};
+
+struct TcpSenderOptions {
+  // Without a bound, a SYN to a host that vanished waits out the kernel's ~2 minutes.
+  std::chrono::milliseconds connect_timeout{5000};
+};
+
+// One connection per endpoint, made on the first send and reused. Frames to one endpoint
+// are written in the order send_* was called. Completions run on the sender's thread,
+// except when the sender is not running: then they run at once on the caller's thread.
+class TcpKvSender final : public KvSender {
+ public:
+  explicit TcpKvSender(KvLayout layout, TcpSenderOptions options = {});
+  ~TcpKvSender() override;  // stop()s
+  TcpKvSender(const TcpKvSender&) = delete;
+  TcpKvSender& operator=(const TcpKvSender&) = delete;
+
+  void start();
+  // Fails every queued frame ("sender stopped"), closes connections, joins the thread.
+  // Not from a completion callback: that runs on the thread stop() joins.
+  void stop();
+
+  void send_layer(const Endpoint& to, LayerBlocks blocks, Completion done) override;
+  void send_done(const Endpoint& to, RequestId request, int32_t first_token,
+                 Completion done) override;
+  void send_abort(const Endpoint& to, RequestId request, Completion done) override;
+
+  SenderStats stats() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Listens for senders and writes their blocks where the sink says. A frame's payload is
+// checked in full before any byte reaches the sink's memory, so a rejected frame writes
+// nothing. All sink calls come from the receiver's one thread.
+class TcpKvReceiver {
+ public:
+  // `sink` must outlive the receiver. `host` is an address to bind ("0.0.0.0", "::",
+  // "127.0.0.1"); port 0 picks a free one (see port()).
+  TcpKvReceiver(KvLayout layout, KvSink* sink, std::string host = "0.0.0.0", uint16_t port = 0);
+  ~TcpKvReceiver();  // stop()s
+  TcpKvReceiver(const TcpKvReceiver&) = delete;
+  TcpKvReceiver& operator=(const TcpKvReceiver&) = delete;
+
+  // Binds and listens, then starts the thread; errors name the address (e.g. in use).
+  Status start();
+  // Closes the listener and every connection and joins the thread; a frame half-read at
+  // that moment is dropped without a sink call. Not from a sink callback (same thread).
+  void stop();
+
+  // The bound port (the chosen one when constructed with 0); 0 before start().
+  uint16_t port() const;
+  ReceiverStats stats() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace splitwise::transport
