@@ -58,6 +58,10 @@ void Scheduler::preempt_last() {
 }
 
 StepPlan Scheduler::schedule() {
+  return config_.prefill_first ? schedule_prefill_first() : schedule_decode_first();
+}
+
+StepPlan Scheduler::schedule_decode_first() {
   StepPlan plan;
   int budget = config_.max_batch_tokens;
 
@@ -95,6 +99,99 @@ StepPlan Scheduler::schedule() {
     running_.push_back(std::move(seq));
     waiting_.pop_front();
   }
+  return plan;
+}
+
+namespace {
+bool in_plan(const StepPlan& plan, SeqId id) {
+  return std::any_of(plan.chunks.begin(), plan.chunks.end(),
+                     [id](const ScheduledChunk& c) { return c.id == id; });
+}
+bool decoding(const SequenceState& s) {
+  return s.num_computed >= s.num_prompt && static_cast<int>(s.tokens.size()) - s.num_computed == 1;
+}
+}  // namespace
+
+bool Scheduler::preempt_decode_for_prefill(StepPlan& plan, std::deque<SequenceState>& evicted) {
+  for (auto it = running_.rbegin(); it != running_.rend(); ++it) {
+    if (!decoding(*it) || it->num_preemptions >= config_.max_preemptions || in_plan(plan, it->id))
+      continue;
+    SequenceState seq = std::move(*it);
+    running_.erase(std::next(it).base());
+    kv_->free(seq.id);
+    seq.num_computed = 0;
+    ++seq.num_preemptions;
+    plan.preempted.push_back(seq.id);
+    evicted.push_back(std::move(seq));
+    return true;
+  }
+  return false;
+}
+
+StepPlan Scheduler::schedule_prefill_first() {
+  StepPlan plan;
+  int budget = config_.max_batch_tokens;
+  auto room = [&] {
+    return budget > 0 && static_cast<int>(plan.chunks.size()) < config_.max_num_seqs;
+  };
+  std::deque<SequenceState> evicted;
+
+  // 1. Prefills already under way (chunked prompts), oldest first.
+  for (SequenceState& seq : running_) {
+    if (!room()) break;
+    if (decoding(seq)) continue;
+    const int count = std::min(static_cast<int>(seq.tokens.size()) - seq.num_computed, budget);
+    if (!kv_->reserve(seq.id, seq.num_computed + count)) continue;
+    plan.chunks.push_back({seq.id, seq.num_computed, count,
+                           seq.num_computed + count == static_cast<int>(seq.tokens.size())});
+    budget -= count;
+  }
+  // 2. New prompts, FCFS; they may evict decodes for KV room. Sequences preempted up to
+  // the cap wait at the front of the queue, so they are admitted first.
+  while (!waiting_.empty() && room()) {
+    SequenceState& seq = waiting_.front();
+    const int count = std::min(static_cast<int>(seq.tokens.size()), budget);
+    bool fits = kv_->reserve(seq.id, count);
+    while (!fits && preempt_decode_for_prefill(plan, evicted)) fits = kv_->reserve(seq.id, count);
+    if (!fits) break;
+    plan.chunks.push_back({seq.id, 0, count, count == static_cast<int>(seq.tokens.size())});
+    budget -= count;
+    running_.push_back(std::move(seq));
+    waiting_.pop_front();
+  }
+  // 3. Decodes with what is left. One that finds no block yields its own (it is not
+  // preempted for another decode: the prompts above already took their room).
+  for (size_t i = 0; i < running_.size() && room();) {
+    SequenceState& seq = running_[i];
+    if (!decoding(seq) || in_plan(plan, seq.id)) {
+      ++i;
+      continue;
+    }
+    bool fits = kv_->reserve(seq.id, seq.num_computed + 1);
+    // A sequence at the preemption cap takes a block from a newer decode instead
+    // (victims come after it in running_, so index i stays valid).
+    while (!fits && seq.num_preemptions >= config_.max_preemptions &&
+           preempt_decode_for_prefill(plan, evicted))
+      fits = kv_->reserve(seq.id, seq.num_computed + 1);
+    if (!fits) {
+      SequenceState out = std::move(seq);
+      running_.erase(running_.begin() + static_cast<std::ptrdiff_t>(i));
+      kv_->free(out.id);
+      out.num_computed = 0;
+      ++out.num_preemptions;
+      plan.preempted.push_back(out.id);
+      evicted.push_back(std::move(out));
+      continue;
+    }
+    plan.chunks.push_back({seq.id, seq.num_computed, 1, true});
+    budget -= 1;
+    ++i;
+  }
+  // Evicted sequences recompute next, most-preempted first.
+  std::stable_sort(evicted.begin(), evicted.end(), [](const auto& a, const auto& b) {
+    return a.num_preemptions > b.num_preemptions;
+  });
+  for (auto it = evicted.rbegin(); it != evicted.rend(); ++it) waiting_.push_front(std::move(*it));
   return plan;
 }
 

@@ -16,6 +16,10 @@ namespace splitwise::engine {
 struct SchedulerConfig {
   int max_batch_tokens = 2048;  // prompt + decode tokens in one step
   int max_num_seqs = 256;       // sequences in one step
+  // Splitwise's mixed machines: prompts go before decodes and may preempt them for KV
+  // room, but a sequence preempted max_preemptions times is never preempted again.
+  bool prefill_first = false;
+  int max_preemptions = 4;
 };
 
 // kHandoff: a prompt-role sequence finished its prefill; its KV blocks stay allocated
@@ -80,7 +84,12 @@ class Scheduler {
   int64_t pending_prefill_tokens() const;
 
  private:
+  StepPlan schedule_decode_first();
+  StepPlan schedule_prefill_first();
   void preempt_last();
+  // Prefill-first: evicts the newest running decode that may still be preempted and is
+  // not in `plan`; false when there is none.
+  bool preempt_decode_for_prefill(StepPlan& plan, std::deque<SequenceState>& evicted);
 
   SchedulerConfig config_;
   KvCacheManager* kv_;

@@ -66,6 +66,19 @@ RouterService::RouterService(const engine::Tokenizer* tokenizer, RouterOptions o
   http_ = std::make_unique<net::HttpServer>(io_, http_opts);
   client_ = std::make_unique<net::HttpClient>(io_);
   pool_ = std::make_unique<WorkerPool>(io_, *client_, options_.workers, options_.pool);
+  if (options_.chat_template) {
+    Result<ChatTemplate> t = ChatTemplate::compile(*options_.chat_template);
+    if (t.ok())
+      chat_template_ = std::move(t.value());
+    else
+      spdlog::warn("model's chat template not usable ({}); chat uses the plain format",
+                   t.status().message());
+  }
+  // Templates write the special tokens themselves, as text the tokenizer maps back.
+  if (auto bos = tokenizer_->bos_id())
+    template_options_.bos_token = tokenizer_->decode({&*bos, 1}, false);
+  if (auto eos = tokenizer_->eos_ids(); !eos.empty())
+    template_options_.eos_token = tokenizer_->decode({&eos[0], 1}, false);
   install_routes();
 }
 
@@ -144,11 +157,26 @@ void RouterService::handle_completion(net::HttpRequest req, std::shared_ptr<net:
   }
 
   std::string text = cr.prompt;
-  if (chat) {
-    Result<std::string> rendered = render_chat(cr.messages, options_.chat_template);
-    text = rendered.ok() ? rendered.value() : render_fallback(cr.messages);
+  bool add_bos = true;
+  if (chat && chat_template_) {
+    Result<std::string> rendered = chat_template_->render(cr.messages, template_options_);
+    if (!rendered.ok()) {
+      // The conversation breaks the model's rules (e.g. roles must alternate).
+      metrics_.request("invalid");
+      return respond_error(
+          *w, ApiError{400, "invalid_request_error", rendered.status().message(), "messages", ""});
+    }
+    text = std::move(rendered.value());
+    add_bos = false;  // the template wrote bos_token itself
+  } else if (chat) {
+    text = render_fallback(cr.messages);
   }
-  std::vector<int32_t> prompt = tokenizer_->encode(text, /*add_bos=*/true);
+  std::vector<int32_t> prompt = tokenizer_->encode(text, add_bos);
+  if (prompt.empty()) {
+    metrics_.request("invalid");
+    return respond_error(*w, ApiError{400, "invalid_request_error", "the prompt is empty",
+                                      chat ? "messages" : "prompt", ""});
+  }
   ApiResult<int> max_tokens =
       resolve_max_tokens(cr, static_cast<int>(prompt.size()), options_.context_length);
   if (!max_tokens.ok()) {

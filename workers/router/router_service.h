@@ -13,6 +13,7 @@
 
 #include "workers/engine/tokenizer.h"
 #include "workers/net/http.h"
+#include "workers/router/chat_template.h"
 #include "workers/router/cluster_policy.h"
 #include "workers/router/request_flow.h"
 #include "workers/router/router_metrics.h"
@@ -52,6 +53,8 @@ class RouterService {
 
   const engine::Tokenizer* tokenizer_;
   RouterOptions options_;
+  std::optional<ChatTemplate> chat_template_;  // compiled once; none: the plain fallback
+  ChatTemplateOptions template_options_;
   boost::asio::io_context io_;
   std::unique_ptr<net::HttpServer> http_;
   std::unique_ptr<net::HttpClient> client_;

@@ -248,6 +248,8 @@ void TcpKvReceiver::stop() {
 
 uint16_t TcpKvReceiver::port() const { return impl_->bound_port.load(); }
 
+void TcpKvReceiver::post(std::function<void()> fn) { asio::post(impl_->io, std::move(fn)); }
+
 ReceiverStats TcpKvReceiver::stats() const {
   return {impl_->frames_received.load(), impl_->bytes_received.load(),
           impl_->frames_rejected.load()};

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -85,6 +86,11 @@ class TcpKvReceiver {
   // The bound port (the chosen one when constructed with 0); 0 before start().
   uint16_t port() const;
   ReceiverStats stats() const;
+
+  // Runs `fn` on the receiver's thread between frames. A frame is copied into the sink's
+  // memory within one handler, so once `fn` runs, no copy that began before the post is
+  // still writing: the owner may then reuse blocks it withdrew from the sink.
+  void post(std::function<void()> fn);
 
  private:
   struct Impl;

@@ -31,6 +31,8 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
   opts.role = *worker::parse_role(role_name);
+  // Splitwise's mixed machines run prompts first (with capped preemption of decodes).
+  opts.engine.scheduler.prefill_first = opts.role == worker::Role::kMixed;
   opts.engine.kv_cache_bytes = static_cast<size_t>(kv_cache_mb) << 20;
 
   // Block the stop signals in every thread; main waits for them below.

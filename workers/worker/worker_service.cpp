@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <boost/asio/steady_timer.hpp>
+
 #include <nlohmann/json.hpp>
 
 namespace splitwise::worker {
@@ -57,7 +59,6 @@ WorkerService::WorkerService(const engine::ModelWeights* weights, WorkerOptions 
     KvReservations::Events ev;
     ev.complete = [this](uint64_t id, int32_t first) {
       loop_->post([this, id, first](engine::Engine& e) {
-        if (cancelled_.erase(id)) return e.abort(static_cast<engine::SeqId>(id));
         auto r = e.activate_prefilled(static_cast<engine::SeqId>(id), first);
         if (!r.ok()) return fail_stream(id, r.status().message());
         emit(id, *r);
@@ -66,7 +67,6 @@ WorkerService::WorkerService(const engine::ModelWeights* weights, WorkerOptions 
     ev.failed = [this](uint64_t id, const std::string& reason) {
       metrics_.handoff_failed();
       loop_->post([this, id, reason](engine::Engine& e) {
-        cancelled_.erase(id);
         e.abort(static_cast<engine::SeqId>(id));
         fail_stream(id, reason);
       });
@@ -179,6 +179,15 @@ void WorkerService::handle_decode(net::HttpRequest req, std::shared_ptr<net::Res
     streams_[work.id] = w;
     w->start_stream(200, "application/x-ndjson");
     w->write("{\"reserved\":true}\n");
+    // A prompt worker that dies before its DONE would strand these blocks forever.
+    auto timer = std::make_shared<boost::asio::steady_timer>(io_, options_.reservation_timeout);
+    timer->async_wait([this, timer, id = work.id](const boost::system::error_code& ec) {
+      if (ec) return;
+      loop_->post([this, id](engine::Engine&) {
+        withdraw_reservation(id, "KV handoff timed out after " +
+                                     std::to_string(options_.reservation_timeout.count()) + " s");
+      });
+    });
   });
   w->on_client_gone([this, id] { loop_->post([this, id](engine::Engine&) { cancel(id); }); });
 }
@@ -316,6 +325,19 @@ void WorkerService::fail_stream(uint64_t id, const std::string& reason) {
   streams_.erase(it);
 }
 
+bool WorkerService::withdraw_reservation(uint64_t id, const std::string& reason) {
+  if (!reservations_ || !reservations_->remove(id)) return false;
+  // Frames for `id` are rejected from now on, but one may be copying into its blocks at
+  // this moment: free them only after the receiver's thread has passed this point.
+  receiver_->post([this, id, reason] {
+    loop_->post([this, id, reason](engine::Engine& e) {
+      e.abort(static_cast<engine::SeqId>(id));
+      if (!reason.empty()) fail_stream(id, reason);
+    });
+  });
+  return true;
+}
+
 void WorkerService::cancel(uint64_t id) {
   if (auto it = prefills_.find(id); it != prefills_.end()) {
     if (!it->second.failed) {
@@ -328,13 +350,7 @@ void WorkerService::cancel(uint64_t id) {
   if (it == streams_.end()) return;
   streams_.erase(it);
   metrics_.request_finished("cancelled");
-  // A reservation still waiting for its KV keeps its blocks until the prompt worker's
-  // ABORT or DONE arrives (the receiver may be copying into them right now); the
-  // completion handlers then see the cancel and free them.
-  if (reservations_ && reservations_->contains(id)) {
-    cancelled_.insert(id);
-    return;
-  }
+  if (withdraw_reservation(id, "")) return;
   engine_.abort(static_cast<engine::SeqId>(id));
 }
 

@@ -33,6 +33,7 @@ struct WorkerOptions {
   uint16_t port = 0;     // HTTP; 0 = any free port
   uint16_t kv_port = 0;  // token role: KV receiver; 0 = any free port
   engine::EngineConfig engine;
+  std::chrono::seconds reservation_timeout{30};  // token role: KV that never comes
 };
 
 class WorkerService {
@@ -77,6 +78,10 @@ class WorkerService {
   void fail_stream(uint64_t id, const std::string& reason);
   // Cancels `id` when its stream's client (the router) has gone.
   void cancel(uint64_t id);
+  // Token role: takes back a reservation still waiting for its KV and frees its blocks
+  // once no frame can be writing into them; `reason` non-empty also fails the stream.
+  // False when `id` holds no reservation.
+  bool withdraw_reservation(uint64_t id, const std::string& reason);
 
   const engine::ModelWeights* weights_;
   WorkerOptions options_;
@@ -93,7 +98,6 @@ class WorkerService {
   // Engine-thread state.
   std::unordered_map<uint64_t, Prefill> prefills_;
   std::unordered_map<uint64_t, std::shared_ptr<net::ResponseWriter>> streams_;
-  std::unordered_set<uint64_t> cancelled_;  // reservations whose client left before the KV
 };
 
 }  // namespace splitwise::worker

@@ -54,7 +54,7 @@ std::vector<GenerationRequest> eight_requests(float temperature) {
   return reqs;
 }
 
-void expect_batching_invariant(Stories& f, float temperature) {
+void expect_batching_invariant(Stories& f, float temperature, bool prefill_first = false) {
   const auto reqs = eight_requests(temperature);
   std::map<SeqId, std::vector<TokenId>> alone;
   for (const auto& r : reqs) {
@@ -65,6 +65,7 @@ void expect_batching_invariant(Stories& f, float temperature) {
   // Few blocks: sequences wait for (and reuse) blocks freed by finished ones.
   EngineConfig cfg;
   cfg.scheduler.max_batch_tokens = 24;
+  cfg.scheduler.prefill_first = prefill_first;
   cfg.num_kv_blocks = 12;
   Engine engine(&f.weights, cfg);
   const auto batched = f.run(engine, reqs);
@@ -78,6 +79,10 @@ void expect_batching_invariant(Stories& f, float temperature) {
 }
 
 TEST_F(Stories, BatchingDoesNotChangeGreedyTokens) { expect_batching_invariant(*this, 0.0f); }
+
+TEST_F(Stories, PrefillFirstSchedulingDoesNotChangeTokens) {
+  expect_batching_invariant(*this, 0.0f, /*prefill_first=*/true);
+}
 
 TEST_F(Stories, BatchingDoesNotChangeSeededSampledTokens) {
   expect_batching_invariant(*this, 1.0f);

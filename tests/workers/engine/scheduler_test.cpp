@@ -154,6 +154,49 @@ TEST_F(Fixture, CountsPendingPrefillTokens) {
   EXPECT_EQ(s.num_running(), 2);  // both decoding: no prefill left
 }
 
+TEST_F(Fixture, PrefillFirstPutsPromptsBeforeDecodes) {
+  Scheduler s({.max_batch_tokens = 64, .max_num_seqs = 8, .prefill_first = true}, &kv);
+  s.add(make_seq(1, 4, 10));
+  feed(s, s.schedule());  // 1 decodes from now on
+  s.add(make_seq(2, 6, 10));
+  const StepPlan p = s.schedule();
+  ASSERT_EQ(p.chunks.size(), 2u);
+  EXPECT_EQ(p.chunks[0].id, 2);  // the prompt first
+  EXPECT_EQ(p.chunks[0].count, 6);
+  EXPECT_EQ(p.chunks[1].id, 1);
+  EXPECT_EQ(p.chunks[1].count, 1);
+}
+
+TEST_F(Fixture, PrefillFirstEvictsDecodesButNotPastTheCap) {
+  BlockPool small(4, 4);  // 16 tokens
+  KvCacheManager kv2(&small);
+  Scheduler s(
+      {.max_batch_tokens = 64, .max_num_seqs = 8, .prefill_first = true, .max_preemptions = 2},
+      &kv2);
+  s.add(make_seq(1, 8, 8));  // 2 blocks, then decodes into a third at token 9
+  feed(s, s.schedule());
+  // A 12-token prompt needs 3 blocks, 2 are free: the decode of 1 is evicted for it.
+  s.add(make_seq(2, 12, 1));
+  StepPlan p = s.schedule();
+  ASSERT_EQ(p.preempted.size(), 1u);
+  EXPECT_EQ(p.preempted[0], 1);
+  EXPECT_EQ(s.find(1)->num_preemptions, 1);
+  feed(s, p);  // 2 finishes (max_new 1) and frees its blocks
+  // 1 recomputes, decodes; a new prompt evicts it again (second preemption)...
+  while (s.find(1)->num_computed == 0 || s.find(1)->num_generated() < 2) feed(s, s.schedule());
+  s.add(make_seq(3, 12, 1));
+  p = s.schedule();
+  EXPECT_EQ(s.find(1)->num_preemptions, 2);
+  feed(s, p);
+  while (s.find(1)->num_computed == 0) feed(s, s.schedule());
+  // ...but at the cap of 2 it is protected: the next prompt waits instead.
+  s.add(make_seq(4, 12, 1));
+  p = s.schedule();
+  EXPECT_TRUE(p.preempted.empty());
+  EXPECT_EQ(s.find(1)->num_preemptions, 2);
+  EXPECT_EQ(s.find(4)->num_computed, 0);  // still waiting
+}
+
 TEST_F(Fixture, CapsSequencesPerStep) {
   Scheduler s({.max_batch_tokens = 64, .max_num_seqs = 2}, &kv);
   for (int i = 0; i < 4; ++i) s.add(make_seq(i, 2, 5));
