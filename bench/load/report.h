@@ -17,9 +17,9 @@
 namespace splitwise::bench {
 
 // Unloaded latency as a function of the request's shape, fitted from a serial run:
-// TTFT = a + b * prompt tokens (prefill grows with the prompt), TBT = the median gap
-// between tokens, E2E = TTFT + (output tokens - 1) * TBT. With temperature 0 a request
-// makes the same tokens loaded or alone, so its output length is its own.
+// TTFT = a + b * prompt tokens (prefill grows with the prompt), TBT = the median over
+// requests of their mean gap between tokens, E2E = TTFT + (output tokens - 1) * TBT. With
+// temperature 0 a request makes the same tokens loaded or alone, so its output length is its own.
 struct Baseline {
   double ttft_ms = 0;            // a
   double ttft_ms_per_token = 0;  // b

@@ -259,9 +259,17 @@ std::unique_ptr<Process> Process::start(const std::vector<std::string>& argv,
   std::unique_lock lock(p->mu_);
   p->cv_.wait_until(lock, Clock::now() + timeout, [&] { return find_ready() || p->eof_; });
   if (!p->ready_line_.empty()) return p;
-  *error = argv[0] + (p->eof_ ? " exited before it was ready" : " was not ready in time") +
-           "; its output:\n" + p->output_;
+  const bool closed = p->eof_;
+  std::string output = p->output_;
   lock.unlock();
+  std::string how = " was not ready in time";
+  if (closed && p->wait_for(2s)) {
+    const int st = p->wait_status_;
+    how = WIFSIGNALED(st) ? " died of signal " + std::to_string(WTERMSIG(st))
+                          : " exited with status " + std::to_string(WEXITSTATUS(st));
+    how += " before it was ready";
+  }
+  *error = argv[0] + how + "; its output:\n" + output;
   return nullptr;  // p's destructor kills and reaps the child
 }
 
