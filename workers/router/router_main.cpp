@@ -1,6 +1,5 @@
 // splitwise-router: the OpenAI-compatible front door and cluster scheduler.
 #include <spdlog/spdlog.h>
-#include <yaml-cpp/yaml.h>
 #include <CLI/CLI.hpp>
 
 #include <csignal>
@@ -10,48 +9,13 @@
 #include <nlohmann/json.hpp>
 
 #include "workers/engine/weights.h"
+#include "workers/router/router_config.h"
 #include "workers/router/router_service.h"
 
 using namespace splitwise;
 namespace fs = std::filesystem;
 
 namespace {
-
-Result<router::WorkerAddress> parse_address(worker::Role role, const std::string& s) {
-  const auto colon = s.rfind(':');
-  if (colon == std::string::npos || colon == 0)
-    return Status::error("worker address '" + s + "' is not host:port");
-  router::WorkerAddress a;
-  a.role = role;
-  a.host = s.substr(0, colon);
-  try {
-    const int port = std::stoi(s.substr(colon + 1));
-    if (port <= 0 || port > 65535) throw std::out_of_range("port");
-    a.port = static_cast<uint16_t>(port);
-  } catch (const std::exception&) {
-    return Status::error("worker address '" + s + "' has no valid port");
-  }
-  return a;
-}
-
-// workers:
-//   - {role: prompt, address: 127.0.0.1:8101}
-Status read_config(const std::string& path, std::vector<router::WorkerAddress>* out) {
-  try {
-    const YAML::Node root = YAML::LoadFile(path);
-    for (const YAML::Node& w : root["workers"]) {
-      const auto role = worker::parse_role(w["role"].as<std::string>());
-      if (!role)
-        return Status::error(path + ": unknown role '" + w["role"].as<std::string>() + "'");
-      auto a = parse_address(*role, w["address"].as<std::string>());
-      if (!a.ok()) return a.status().with_context(path);
-      out->push_back(*a);
-    }
-  } catch (const YAML::Exception& e) {
-    return Status::error(path + ": " + e.what());
-  }
-  return {};
-}
 
 // Hugging Face models keep their chat template in tokenizer_config.json.
 std::optional<std::string> read_chat_template(const fs::path& model) {
@@ -105,12 +69,13 @@ int main(int argc, char** argv) {
     return 1;
   };
   if (!config_path.empty())
-    if (Status st = read_config(config_path, &opts.workers); !st.ok()) return fail(st.message());
+    if (Status st = router::read_workers_yaml(config_path, &opts.workers); !st.ok())
+      return fail(st.message());
   for (auto [role, list] : {std::pair{worker::Role::kPrompt, &prompt_workers},
                             {worker::Role::kToken, &token_workers},
                             {worker::Role::kMixed, &mixed_workers}})
     for (const std::string& s : *list) {
-      auto a = parse_address(role, s);
+      auto a = router::parse_worker_address(role, s);
       if (!a.ok()) return fail(a.status().message());
       opts.workers.push_back(*a);
     }
