@@ -64,6 +64,8 @@ void RequestFlow::attempt() {
     return fail(503, "request failed on " + std::to_string(options_.max_attempts) +
                          " placements; last error: " + last_error_);
   attempt_id_ = next_attempt_id++;
+  stream_status_ = 0;
+  last_error_.clear();
   const int prompt_len = static_cast<int>(request_.prompt.size() + generated_.size());
   const int remaining = request_.max_new_tokens - static_cast<int>(generated_.size());
   const std::vector<WorkerView> views = pool_.views();
@@ -97,11 +99,8 @@ void RequestFlow::start_split(int prompt, int token) {
   auto self = shared_from_this();
   cancel_stream_ = client_.stream(
       t.host, t.port, work_request("/internal/decode", "", 0), options_.stream_idle_timeout_ms,
-      [self, id, token](const net::HttpResponse& head) {
-        if (id != self->attempt_id_ || head.status == 200) return;
-        self->last_error_ = "token worker " + self->pool_.address(token).id() + " answered " +
-                            std::to_string(head.status) + ": " + head.body;
-        if (head.status == 400) self->fail(400, head.body);
+      [self, id](const net::HttpResponse& head) {
+        if (id == self->attempt_id_) self->stream_status_ = head.status;
       },
       [self, id](std::string_view line) { self->on_line(id, line); },
       [self, id, token](Status st) { self->on_stream_end(id, token, st); });
@@ -114,11 +113,8 @@ void RequestFlow::start_mixed(int mixed) {
   auto self = shared_from_this();
   cancel_stream_ = client_.stream(
       m.host, m.port, work_request("/internal/generate", "", 0), options_.stream_idle_timeout_ms,
-      [self, id, mixed](const net::HttpResponse& head) {
-        if (id != self->attempt_id_ || head.status == 200) return;
-        self->last_error_ = "mixed worker " + self->pool_.address(mixed).id() + " answered " +
-                            std::to_string(head.status) + ": " + head.body;
-        if (head.status == 400) self->fail(400, head.body);
+      [self, id](const net::HttpResponse& head) {
+        if (id == self->attempt_id_) self->stream_status_ = head.status;
       },
       [self, id](std::string_view line) { self->on_line(id, line); },
       [self, id, mixed](Status st) { self->on_stream_end(id, mixed, st); });
@@ -159,11 +155,17 @@ void RequestFlow::on_line(uint64_t attempt, std::string_view line) {
     cb_.on_finish(j["finish"].get<std::string>());
     return;
   }
-  if (j.contains("error")) last_error_ = j["error"].get<std::string>();
+  if (j.contains("error")) {
+    // NDJSON error lines carry a string; a worker's non-200 JSON body an object.
+    const auto& e = j["error"];
+    last_error_ = e.is_string() ? e.get<std::string>() : e.value("message", e.dump());
+  }
 }
 
 void RequestFlow::on_stream_end(uint64_t attempt, int worker, const Status& st) {
   if (done_ || attempt != attempt_id_) return;
+  // The worker refused the request itself (bad input): no other worker will accept it.
+  if (stream_status_ == 400) return fail(400, last_error_);
   // The stream ended without a finish line: the worker failed or was lost.
   if (!st.ok()) {
     last_error_ = "stream from " + pool_.address(worker).id() + " broke: " + st.message();

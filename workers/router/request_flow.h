@@ -78,6 +78,7 @@ class RequestFlow : public std::enable_shared_from_this<RequestFlow> {
   std::string kv_host_;  // the current token worker's KV receiver
   int kv_port_ = 0;
   bool done_ = false;
+  int stream_status_ = 0;  // HTTP status of the current attempt's stream
   std::string last_error_;
   // Closes the current token (or mixed) stream; the worker then frees the request's KV.
   // A prefill in flight is left to finish: its KV goes to a reservation that is dropped.
