@@ -1,7 +1,7 @@
 // End-to-end harness: runs splitwise-worker and splitwise-router as real processes on
-// port 0, talks HTTP to them over plain blocking sockets, and reads their Prometheus
-// text. Every process it starts dies with the object that owns it (and, through
-// PR_SET_PDEATHSIG, with the test binary if that crashes), so no test leaves one behind.
+// port 0 and waits until the router sees its workers. Every process it starts dies with
+// the object that owns it (and, through PR_SET_PDEATHSIG, with the test binary if that
+// crashes), so no test leaves one behind.
 #pragma once
 
 #include <sys/types.h>
@@ -20,19 +20,9 @@
 #include <thread>
 #include <vector>
 
+#include "tests/e2e/cluster_http.h"
+
 namespace splitwise::e2e {
-
-using namespace std::chrono_literals;
-using Millis = std::chrono::milliseconds;
-
-struct Endpoint {
-  std::string host = "127.0.0.1";
-  uint16_t port = 0;
-  std::string str() const { return host + ":" + std::to_string(port); }
-};
-
-// "127.0.0.1:8080" -> Endpoint; nullopt when it is not host:port.
-std::optional<Endpoint> parse_endpoint(std::string_view s);
 
 // The value of `key=` in a line of space-separated key=value words; "" when absent.
 std::string field_of(std::string_view line, std::string_view key);
@@ -77,39 +67,6 @@ class Process {
   std::string output_;
   bool eof_ = false;
 };
-
-struct HttpResult {
-  int status = 0;                              // 0: no response; `error` says why
-  std::map<std::string, std::string> headers;  // lower-case names
-  std::string body;
-  std::string error;
-};
-
-HttpResult http_get(const Endpoint& ep, const std::string& target, Millis timeout = 10s);
-HttpResult http_post(const Endpoint& ep, const std::string& target, const std::string& body,
-                     Millis timeout = 10s);
-
-struct SseResult {
-  int status = 0;
-  std::vector<std::string> events;  // the data of each event, in order ("[DONE]" included)
-  bool complete = false;            // the server ended the body
-  bool disconnected = false;        // on_event asked to hang up
-  std::string body;                 // the whole body when the status was not 200
-  std::string error;                // transport error or timeout
-};
-
-// POSTs and reads the response as server-sent events. `on_event` sees each event's data
-// as it arrives; returning false closes the connection at once.
-SseResult http_post_sse(const Endpoint& ep, const std::string& target, const std::string& body,
-                        const std::function<bool(const std::string& data)>& on_event = {},
-                        Millis timeout = 30s);
-
-using Labels = std::map<std::string, std::string>;
-
-// Sum of the samples named `name` whose labels include all of `labels`; nullopt when no
-// sample matches. Reads the Prometheus text exposition format.
-std::optional<double> metric(std::string_view text, std::string_view name,
-                             const Labels& labels = {});
 
 struct ClusterOptions {
   int prompt = 1, token = 1, mixed = 0;

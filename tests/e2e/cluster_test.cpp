@@ -10,10 +10,6 @@
 #include "tests/e2e/cluster_harness.h"
 #include "tests/test_util.h"
 
-// tests/CMakeLists.txt builds one binary per *_test.cpp and nothing else from tests/e2e;
-// until it links the harness as a library, the harness compiles into this binary here.
-#include "tests/e2e/cluster_harness.cpp"  // NOLINT(bugprone-suspicious-include)
-
 namespace {
 
 using namespace splitwise::e2e;
@@ -182,10 +178,10 @@ TEST(Cluster, ConcurrentRequestsMatchAlone) {
   }
   // Alone, every decode step holds one token; steps of more prove the requests overlapped.
   const Worker& token = *cluster.workers("token")[0];
-  const double steps = worker_metric(token, "splitwise_worker_batch_size_tokens_count", {});
-  const double single =
-      worker_metric(token, "splitwise_worker_batch_size_tokens_bucket", {{"le", "1"}});
-  EXPECT_GT(steps - single, 0) << "no decode step batched two requests";
+  const auto steps = token.metric("splitwise_worker_batch_size_tokens_count");
+  const auto single = token.metric("splitwise_worker_batch_size_tokens_bucket", {{"le", "1"}});
+  ASSERT_TRUE(steps && single);
+  EXPECT_GT(*steps - *single, 0) << "no decode step batched two requests";
   EXPECT_TRUE(cluster.wait_kv_released()) << cluster.logs();
 }
 
@@ -195,10 +191,12 @@ bool kill_token_worker_mid_stream(const std::filesystem::path& model) {
   EXPECT_EQ(cluster.start(), "");
   if (::testing::Test::HasFailure()) return true;
   // Greedy "Once upon a time" ends itself (a BOS) after 342 tokens: ~50 ms of decode.
-  const json body = request(kOnce, 507);
+  json body = request(kOnce, 507);
+  body["stream_options"] = {{"include_usage", true}};
   const Completion calm = complete_streamed(cluster.router(), body);
   EXPECT_TRUE(calm.done && calm.error.empty()) << calm.error;
   EXPECT_GT(calm.events, 100);
+  EXPECT_GT(calm.usage.value("completion_tokens", 0), 100) << calm.usage;
   EXPECT_TRUE(cluster.wait_kv_released());
   const double failovers = cluster.router_metric("splitwise_router_failovers_total").value_or(-1);
 
@@ -214,6 +212,7 @@ bool kill_token_worker_mid_stream(const std::filesystem::path& model) {
   EXPECT_TRUE(hit.done && hit.error.empty()) << hit.error << cluster.logs();
   EXPECT_EQ(hit.text, calm.text);
   EXPECT_EQ(hit.finish, calm.finish);
+  EXPECT_EQ(hit.usage, calm.usage);  // tokens made before the failover count once
   EXPECT_GT(cluster.router_metric("splitwise_router_failovers_total").value_or(-1), failovers);
   EXPECT_TRUE(cluster.wait_kv_released()) << cluster.logs();
   return true;
@@ -222,7 +221,7 @@ bool kill_token_worker_mid_stream(const std::filesystem::path& model) {
 TEST(Cluster, TokenWorkerKilledMidStream) {
   SW_REQUIRE_SHARED(model, kModel);
   for (int attempt = 1; attempt <= 5; ++attempt)
-    if (kill_token_worker_mid_stream(model)) return;
+    if (kill_token_worker_mid_stream(model)) return RecordProperty("kill_tries", attempt);
   FAIL() << "in 5 tries the request always finished before its token worker could be killed";
 }
 
@@ -235,7 +234,16 @@ TEST(Cluster, BadInputIsRejectedAndServerKeepsServing) {
   for (int i = 0; i < 3000; ++i) words += "dog ";
   big.assign((1 << 20) + 4096, 'a');
   const std::string completions = "/v1/completions", chat = "/v1/chat/completions";
-  const std::vector<std::tuple<const char*, std::string, std::string>> cases = {
+  const std::string too_long = "context_length_exceeded";
+  struct Bad {
+    Bad(const char* n, std::string p, std::string b, int st = 400, std::string c = "")
+        : name(n), path(std::move(p)), body(std::move(b)), status(st), code(std::move(c)) {}
+    const char* name;
+    std::string path, body;
+    int status;
+    std::string code;  // error.code when it must be one
+  };
+  const std::vector<Bad> cases = {
       {"malformed JSON", completions, R"({"prompt": "Once", "max_tokens": )"},
       {"not an object", completions, R"(["Once"])"},
       {"missing prompt", completions, R"({"max_tokens": 5})"},
@@ -244,27 +252,32 @@ TEST(Cluster, BadInputIsRejectedAndServerKeepsServing) {
       {"huge max_tokens", completions, R"({"prompt": "Once", "max_tokens": 1e12})"},
       {"huge integer max_tokens", completions,
        R"({"prompt": "Once", "max_tokens": 1000000000000})"},
-      {"max_tokens past the context", completions, R"({"prompt": "Once", "max_tokens": 600})"},
+      {"max_tokens past the context", completions, R"({"prompt": "Once", "max_tokens": 600})", 400,
+       too_long},
       {"zero max_tokens", completions, R"({"prompt": "Once", "max_tokens": 0})"},
       {"negative temperature", completions, R"({"prompt": "Once", "temperature": -0.5})"},
       {"invalid UTF-8", completions, "{\"prompt\": \"Once \xff\xfe upon\"}"},
       {"lone surrogate", completions, R"({"prompt": "Once \ud800 upon"})"},
-      {"prompt over the context", completions, json{{"prompt", words}, {"max_tokens", 1}}.dump()},
+      {"prompt over the context", completions, json{{"prompt", words}, {"max_tokens", 1}}.dump(),
+       400, too_long},
       {"unknown field", completions, R"({"prompt": "Once", "frobnicate": true})"},
       {"n = 2", completions, R"({"prompt": "Once", "n": 2})"},
-      {"body over 1 MiB", completions, json{{"prompt", big}}.dump()},
+      {"body over 1 MiB", completions, json{{"prompt", big}}.dump(), 413},
       {"chat: messages not an array", chat, R"({"messages": "hi"})"},
       {"chat: unknown role", chat, R"({"messages": [{"role": "wizard", "content": "hi"}]})"},
   };
-  for (const auto& [name, path, body] : cases) {
-    SCOPED_TRACE(name);
-    const HttpResult r = http_post(cluster.router(), path, body);
-    EXPECT_GE(r.status, 400) << r.error;
-    EXPECT_LT(r.status, 500) << r.body;
+  for (const Bad& bad : cases) {
+    SCOPED_TRACE(bad.name);
+    const HttpResult r = http_post(cluster.router(), bad.path, bad.body);
+    EXPECT_EQ(r.status, bad.status) << r.error << r.body;
     const json j = json::parse(r.body, nullptr, false);
     ASSERT_TRUE(j.is_object() && j.contains("error") && j["error"].is_object()) << r.body;
-    EXPECT_TRUE(j["error"]["message"].is_string() && !j["error"]["message"].empty()) << r.body;
-    EXPECT_TRUE(j["error"]["type"].is_string() && !j["error"]["type"].empty()) << r.body;
+    const json& e = j["error"];
+    EXPECT_TRUE(e["message"].is_string() && !e["message"].empty()) << r.body;
+    EXPECT_TRUE(e["type"].is_string() && !e["type"].empty()) << r.body;
+    if (!bad.code.empty()) {
+      EXPECT_EQ(e.value("code", json()), bad.code) << r.body;
+    }
   }
 
   const Completion ok = complete(cluster.router(), request(kOnce, 20));
@@ -291,15 +304,17 @@ TEST(Cluster, ClientDisconnectCancels) {
   EXPECT_TRUE(r.disconnected) << r.error << r.body;
   EXPECT_EQ(r.events.size(), 3u);
 
-  auto counted = [&](auto read) { return [read] { return read().value_or(0) >= 1; }; };
-  EXPECT_TRUE(poll_until(
-      counted([&] { return cluster.router_metric("splitwise_router_requests_total", cancelled); }),
-      5s))
-      << cluster.logs();
+  // Counters appear at their first increment: absent reads as 0.
+  auto counts_within_5s = [](const auto& read) {
+    return poll_until([&] { return read().value_or(0) >= 1; }, 5s);
+  };
+  EXPECT_TRUE(counts_within_5s([&] {
+    return cluster.router_metric("splitwise_router_requests_total", cancelled);
+  })) << cluster.logs();
   // The router passed the cancel on: the token worker stopped the sequence, not finished it.
-  EXPECT_TRUE(poll_until(
-      counted([&] { return token.metric("splitwise_worker_requests_total", cancelled); }), 5s))
-      << cluster.logs();
+  EXPECT_TRUE(counts_within_5s([&] {
+    return token.metric("splitwise_worker_requests_total", cancelled);
+  })) << cluster.logs();
   EXPECT_TRUE(cluster.wait_kv_released(5s)) << cluster.logs();
   EXPECT_EQ(cluster.router_metric("splitwise_router_inflight_requests"), 0);
 
