@@ -3,9 +3,13 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "bench/load/load_runner.h"
 #include "bench/load/report.h"
@@ -23,20 +27,23 @@ int fail(const std::string& message) {
   return 1;
 }
 
-// The serial baseline: `k` requests spread over the workload's prompt lengths (the TTFT
-// fit needs a range of x), one more in front as warm-up (first connection, cold caches).
-std::vector<Arrival> baseline_sample(const std::vector<Arrival>& arrivals, int k) {
+// The serial baseline: `k` shapes from the shortest to the longest prompt of the
+// workload (interpolation between measured points never extrapolates), sent in `rounds`
+// interleaved rounds so a disturbance lands on different shapes, after `warmup` requests
+// of the middle shape (first connections, cold caches), which are not counted.
+std::vector<Arrival> baseline_sample(const std::vector<Arrival>& arrivals, int k, int rounds,
+                                     int warmup) {
   std::vector<Arrival> sorted = arrivals;
   std::sort(sorted.begin(), sorted.end(),
             [](const Arrival& a, const Arrival& b) { return a.prompt_tokens < b.prompt_tokens; });
-  std::vector<Arrival> out;
+  std::vector<Arrival> shapes, out;
   if (sorted.empty() || k <= 0) return out;
-  for (int i = 0; i < k; ++i) {
-    const size_t at =
-        std::min(sorted.size() - 1, static_cast<size_t>((i + 0.5) * sorted.size() / k));
-    out.push_back(sorted[at]);
-  }
-  out.insert(out.begin(), out[out.size() / 2]);
+  const double last = static_cast<double>(sorted.size() - 1);
+  for (int i = 0; i < k; ++i)
+    shapes.push_back(
+        sorted[static_cast<size_t>(std::lround(k > 1 ? i * last / (k - 1) : last / 2))]);
+  out.assign(static_cast<size_t>(std::max(warmup, 0)), shapes[shapes.size() / 2]);
+  for (int r = 0; r < std::max(rounds, 1); ++r) out.insert(out.end(), shapes.begin(), shapes.end());
   return out;
 }
 
@@ -56,7 +63,7 @@ int main(int argc, char** argv) {
   PoissonSpec poisson;
   poisson.rate = 0;
   RunOptions run;
-  int baseline_requests = 8;
+  int baseline_requests = 8, baseline_rounds = 5, warmup = 1;
   double timeout_s = 120;
   bool baseline_only = false;
   app.add_option("--router", router, "router address host:port")->required();
@@ -91,7 +98,10 @@ int main(int argc, char** argv) {
                  "sampling temperature (0: greedy, reproducible)");
   app.add_option("--timeout-s", timeout_s, "a stream silent this long fails");
   app.add_option("--baseline-requests", baseline_requests,
-                 "serial requests measured before the load for the SLO baseline (0: none)");
+                 "request shapes measured alone before the load for the SLO baseline (0: none)");
+  app.add_option("--baseline-rounds", baseline_rounds,
+                 "times each baseline shape is sent (the median counts)");
+  app.add_option("--warmup", warmup, "serial requests sent and ignored before the baseline");
   app.add_option("--baseline", baseline_file,
                  "read the baseline from a file (a --json or --save-baseline output) instead");
   app.add_option("--save-baseline", save_baseline, "write the baseline used to this file");
@@ -168,9 +178,9 @@ int main(int argc, char** argv) {
   } else if (baseline_requests > 0) {
     RunOptions serial = run;
     serial.serial = true;
-    auto sample = baseline_sample(w.arrivals, baseline_requests);
+    auto sample = baseline_sample(w.arrivals, baseline_requests, baseline_rounds, warmup);
     auto records = run_workload(serial, sample, prompts);
-    records.erase(records.begin());  // the warm-up
+    records.erase(records.begin(), records.begin() + std::max(warmup, 0));
     auto b = Baseline::fit(records);
     if (!b.ok()) {
       const auto& r = records.front();
@@ -185,9 +195,7 @@ int main(int argc, char** argv) {
   }
   if (baseline_only) {
     if (!baseline) return fail("--baseline-only needs --baseline-requests > 0 or --baseline FILE");
-    std::printf("baseline (%s): TTFT = %.2f + %.4f*prompt ms, TBT = %.2f ms\n",
-                baseline->source.c_str(), baseline->ttft_ms, baseline->ttft_ms_per_token,
-                baseline->tbt_ms);
+    std::printf("baseline (%s): %s\n", baseline->source.c_str(), baseline->describe().c_str());
     return 0;
   }
 

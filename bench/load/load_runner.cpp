@@ -91,10 +91,15 @@ void Run::on_line(size_t i, std::string_view line) {
   }
   // The router sends one chunk per token, except for tokens whose text it holds back
   // (half a UTF-8 character, a possible stop string): those arrive merged with the next.
+  // A request whose very first token is end-of-text has no text at all; its closing
+  // chunk (finish_reason set) then marks the first token, or TTFT would be undefined.
   const auto& choices = j.value("choices", nlohmann::json::array());
-  if (!choices.empty() && choices[0].contains("text") && choices[0]["text"].is_string() &&
-      !choices[0]["text"].get_ref<const std::string&>().empty())
-    r.token_s.push_back(t);
+  if (choices.empty() || !choices[0].is_object()) return;
+  const auto& c = choices[0];
+  const bool text = c.contains("text") && c["text"].is_string() &&
+                    !c["text"].get_ref<const std::string&>().empty();
+  const bool finish = c.contains("finish_reason") && !c["finish_reason"].is_null();
+  if (text || (finish && r.token_s.empty())) r.token_s.push_back(t);
 }
 
 void Run::on_end(size_t i, const Status& status) {
@@ -139,7 +144,7 @@ std::vector<RequestRecord> run_workload(const RunOptions& options,
                            {"stream_options", {{"include_usage", true}}}};
     run->bodies.push_back(body.dump());
     RequestRecord& r = run->records[i];
-    r.target_prompt_tokens = p.tokens;
+    r.target_prompt_tokens = arrivals[i].prompt_tokens;
     r.max_tokens = arrivals[i].output_tokens;
     r.scheduled_s = arrivals[i].at_s;
   }

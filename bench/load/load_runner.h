@@ -20,7 +20,7 @@ struct RequestRecord {
   double scheduled_s = 0;
   double sent_s = 0;
   double end_s = 0;
-  std::vector<double> token_s;  // arrival of every chunk carrying text (one per token)
+  std::vector<double> token_s;  // arrival of each token chunk (see Run::on_line)
   int prompt_tokens = 0;        // from the usage chunk (the router's own count)
   int completion_tokens = -1;   // from the usage chunk; -1 when it never came
   int http_status = 0;          // 0: no response head (connection failed)

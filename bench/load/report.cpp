@@ -39,10 +39,10 @@ std::vector<double> gaps_ms(const RequestRecord& r) {
 }
 
 // A request's TBT for the SLO: its mean gap, (last token - first token) / (n - 1). With a
-// model this small a decode step (~0.1 ms) is below the jitter of delivery: tokens
-// arrive in bursts that one TCP read delivers together (gaps of ~0.03 ms) and then a
-// scheduler-sized pause, so single gaps against a single baseline gap measure socket
-// coalescing. The mean over the request is what a reader of the stream experiences.
+// model this small a decode step is a fraction of a millisecond, below the jitter of
+// delivery: several tokens often arrive in one read (gaps of ~0.03 ms) and then a longer
+// pause, so single gaps against one baseline gap would measure socket coalescing. The
+// mean over the request is what a reader of the stream experiences.
 double mean_gap_ms(const RequestRecord& r) {
   return ms(r.token_s.back() - r.token_s.front()) / static_cast<double>(r.token_s.size() - 1);
 }
@@ -62,43 +62,56 @@ Distribution distribution(std::vector<double> v) {
 }
 
 Result<Baseline> Baseline::fit(const std::vector<RequestRecord>& serial) {
-  std::vector<double> x, y, gaps;
+  // Per shape (prompt length), the median over its repeats: an unloaded latency is a
+  // best case, and on a shared machine a single run can catch someone else's time slice.
+  std::map<int, std::pair<std::vector<double>, std::vector<double>>> shapes;
+  int used = 0;
   for (const RequestRecord& r : serial) {
     if (!r.ok() || r.token_s.empty()) continue;
-    x.push_back(r.prompt_tokens);
-    y.push_back(ms(r.token_s.front() - r.sent_s));
-    if (r.token_s.size() > 1) gaps.push_back(mean_gap_ms(r));
+    auto& [ttft, gap] = shapes[r.prompt_tokens];
+    ttft.push_back(ms(r.token_s.front() - r.sent_s));
+    if (r.token_s.size() > 1) gap.push_back(mean_gap_ms(r));
+    ++used;
   }
-  if (x.empty()) return Status::error("baseline: no serial request completed with a token");
+  if (shapes.empty()) return Status::error("baseline: no serial request completed with a token");
   Baseline b;
-  b.requests = static_cast<int>(x.size());
-  b.source = "measured: " + std::to_string(x.size()) + " serial requests";
-  const double n = static_cast<double>(x.size());
-  const double mx = std::accumulate(x.begin(), x.end(), 0.0) / n;
-  const double my = std::accumulate(y.begin(), y.end(), 0.0) / n;
-  double sxx = 0, sxy = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    sxx += (x[i] - mx) * (x[i] - mx);
-    sxy += (x[i] - mx) * (y[i] - my);
+  std::vector<double> gaps;
+  for (auto& [prompt, v] : shapes) {
+    b.ttft_ms.emplace_back(prompt, distribution(v.first).p50);
+    if (!v.second.empty()) gaps.push_back(distribution(v.second).p50);
   }
-  // A negative slope is noise (prefill cannot get faster with more tokens): flat instead.
-  b.ttft_ms_per_token = sxx > 0 ? std::max(0.0, sxy / sxx) : 0.0;
-  b.ttft_ms = my - b.ttft_ms_per_token * mx;
-  if (b.ttft_ms <= 0) {  // a line through the origin or below would make slowdowns explode
-    b.ttft_ms = my;
-    b.ttft_ms_per_token = 0;
-  }
+  b.requests = used;
+  b.source = "measured: " + std::to_string(used) + " serial requests, " +
+             std::to_string(shapes.size()) + " shapes";
   b.tbt_ms = distribution(gaps).p50;  // of per-request mean gaps (see mean_gap_ms)
   if (b.tbt_ms <= 0) return Status::error("baseline: no gaps between tokens were measured");
   return b;
 }
 
+double Baseline::ttft_for(int prompt_tokens) const {
+  SW_CHECK(!ttft_ms.empty());
+  if (prompt_tokens <= ttft_ms.front().first) return ttft_ms.front().second;
+  if (prompt_tokens >= ttft_ms.back().first) return ttft_ms.back().second;
+  auto hi = std::lower_bound(ttft_ms.begin(), ttft_ms.end(), prompt_tokens,
+                             [](const auto& point, int p) { return point.first < p; });
+  auto lo = hi - 1;
+  const double f = static_cast<double>(prompt_tokens - lo->first) / (hi->first - lo->first);
+  return lo->second + f * (hi->second - lo->second);
+}
+
 nlohmann::json Baseline::to_json() const {
-  return {{"ttft_ms", ttft_ms},
-          {"ttft_ms_per_token", ttft_ms_per_token},
-          {"tbt_ms", tbt_ms},
-          {"requests", requests},
-          {"source", source}};
+  return {{"ttft_ms", ttft_ms}, {"tbt_ms", tbt_ms}, {"requests", requests}, {"source", source}};
+}
+
+std::string Baseline::describe() const {
+  std::string line = "TTFT ms at prompt tokens";
+  char cell[48];
+  for (const auto& [p, t] : ttft_ms) {
+    std::snprintf(cell, sizeof cell, " %d:%.2f", p, t);
+    line += cell;
+  }
+  std::snprintf(cell, sizeof cell, "; TBT %.3f ms", tbt_ms);
+  return line + cell;
 }
 
 Result<Baseline> Baseline::read(const std::string& path) {
@@ -106,15 +119,23 @@ Result<Baseline> Baseline::read(const std::string& path) {
   if (!in) return Status::error(path + ": cannot open the baseline file");
   auto j = nlohmann::json::parse(in, nullptr, false);
   if (j.is_object() && j.contains("baseline")) j = j["baseline"];
-  if (!j.is_object() || !j.contains("ttft_ms") || !j.contains("tbt_ms"))
-    return Status::error(path + ": expected {\"ttft_ms\", \"ttft_ms_per_token\", \"tbt_ms\"}");
+  const std::string expected = path + ": expected {\"ttft_ms\": [[tokens, ms], ...], \"tbt_ms\"}";
+  if (!j.is_object() || !j.contains("ttft_ms") || !j["ttft_ms"].is_array() ||
+      !j.contains("tbt_ms") || !j["tbt_ms"].is_number())
+    return Status::error(expected);
   Baseline b;
-  b.ttft_ms = j.value("ttft_ms", 0.0);
-  b.ttft_ms_per_token = j.value("ttft_ms_per_token", 0.0);
-  b.tbt_ms = j.value("tbt_ms", 0.0);
+  try {
+    b.ttft_ms = j["ttft_ms"].get<std::vector<std::pair<int, double>>>();
+  } catch (const nlohmann::json::exception&) {
+    return Status::error(expected);
+  }
+  std::sort(b.ttft_ms.begin(), b.ttft_ms.end());
+  b.tbt_ms = j["tbt_ms"].get<double>();
   b.requests = j.value("requests", 0);
   b.source = "file " + path;
-  if (b.ttft_ms <= 0 || b.tbt_ms <= 0)
+  const bool positive = std::all_of(b.ttft_ms.begin(), b.ttft_ms.end(),
+                                    [](const auto& point) { return point.second > 0; });
+  if (b.ttft_ms.empty() || !positive || b.tbt_ms <= 0)
     return Status::error(path + ": baseline latencies must be positive");
   return b;
 }
@@ -211,8 +232,7 @@ void print_summary(const Summary& s, std::FILE* out) {
     return;
   }
   const Baseline& b = *s.baseline;
-  std::fprintf(out, "SLOs vs unloaded (%s): TTFT = %.2f + %.4f*prompt ms, TBT = %.2f ms\n",
-               b.source.c_str(), b.ttft_ms, b.ttft_ms_per_token, b.tbt_ms);
+  std::fprintf(out, "SLOs vs unloaded (%s):\n  %s\n", b.source.c_str(), b.describe().c_str());
   std::fprintf(out, "%-6s %10s %10s %10s\n", "slow", "p50", "p90", "p99");
   for (size_t m = 0; m < s.slo.size(); m += 3) {
     std::fprintf(out, "%-6s", s.slo[m].metric.c_str());
@@ -261,6 +281,7 @@ nlohmann::json summary_json(const Summary& s, const std::vector<RequestRecord>& 
     nlohmann::json q = {{"scheduled_s", r.scheduled_s},
                         {"sent_s", r.sent_s},
                         {"end_s", r.end_s},
+                        {"target_prompt_tokens", r.target_prompt_tokens},
                         {"prompt_tokens", r.prompt_tokens},
                         {"max_tokens", r.max_tokens},
                         {"output_tokens", r.output_tokens()},

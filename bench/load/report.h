@@ -10,30 +10,33 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bench/load/load_runner.h"
 
 namespace splitwise::bench {
 
-// Unloaded latency as a function of the request's shape, fitted from a serial run:
-// TTFT = a + b * prompt tokens (prefill grows with the prompt), TBT = the median over
-// requests of their mean gap between tokens, E2E = TTFT + (output tokens - 1) * TBT. With
-// temperature 0 a request makes the same tokens loaded or alone, so its output length is its own.
+// Unloaded latency as a function of the request's shape, measured by a serial run:
+// TTFT at a few prompt lengths spanning the workload's (interpolated linearly between
+// them: prefill is not linear in the prompt, attention grows with its square), TBT as
+// the median over requests of their mean gap, E2E = TTFT + (output tokens - 1) * TBT.
+// With temperature 0 a request makes the same tokens loaded or alone, so its own output
+// length is the one it would have had alone.
 struct Baseline {
-  double ttft_ms = 0;            // a
-  double ttft_ms_per_token = 0;  // b
+  std::vector<std::pair<int, double>> ttft_ms;  // (prompt tokens, ms), sorted by tokens
   double tbt_ms = 0;
   int requests = 0;
   std::string source;  // "measured: N serial requests" or the file it came from
 
-  double ttft_for(int prompt_tokens) const { return ttft_ms + ttft_ms_per_token * prompt_tokens; }
+  double ttft_for(int prompt_tokens) const;  // clamped to the end points outside them
   double e2e_for(int prompt_tokens, int output_tokens) const {
     return ttft_for(prompt_tokens) + tbt_ms * std::max(0, output_tokens - 1);
   }
   static Result<Baseline> fit(const std::vector<RequestRecord>& serial);
   static Result<Baseline> read(const std::string& path);  // a --json output or a baseline
   nlohmann::json to_json() const;
+  std::string describe() const;  // one line with the measured points
 };
 
 struct Distribution {
