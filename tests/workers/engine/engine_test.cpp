@@ -8,19 +8,12 @@
 #include <map>
 
 #include "tests/test_util.h"
+#include "tests/workers/engine/stories_fixture.h"
 
 namespace splitwise::engine {
 namespace {
 
-struct Stories : ::testing::Test {
-  void SetUp() override {
-    const auto path = testing::shared_path("models/stories260K/stories260K.bin");
-    if (path.empty()) GTEST_SKIP() << "shared data not found: models/stories260K/stories260K.bin";
-    auto w = load_model(path);
-    ASSERT_TRUE(w.ok()) << w.status().message();
-    weights = std::move(w.value());
-  }
-
+struct Stories : StoriesFixture {
   // Runs requests to completion; returns each request's generated tokens.
   std::map<SeqId, std::vector<TokenId>> run(Engine& engine,
                                             const std::vector<GenerationRequest>& reqs) {
@@ -34,8 +27,6 @@ struct Stories : ::testing::Test {
     }
     return out;
   }
-
-  ModelWeights weights;
 };
 
 std::vector<GenerationRequest> eight_requests(float temperature) {

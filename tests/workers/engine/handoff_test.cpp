@@ -7,21 +7,13 @@
 #include <map>
 
 #include "tests/test_util.h"
+#include "tests/workers/engine/stories_fixture.h"
 #include "workers/engine/engine.h"
 
 namespace splitwise::engine {
 namespace {
 
-struct Split : ::testing::Test {
-  void SetUp() override {
-    const auto path = testing::shared_path("models/stories260K/stories260K.bin");
-    if (path.empty()) GTEST_SKIP() << "shared data not found: models/stories260K/stories260K.bin";
-    auto w = load_model(path);
-    ASSERT_TRUE(w.ok()) << w.status().message();
-    weights = std::move(w.value());
-  }
-  ModelWeights weights;
-};
+using Split = StoriesFixture;
 
 std::vector<TokenId> run_alone(const ModelWeights& w, GenerationRequest r) {
   Engine e(&w, EngineConfig{});
