@@ -67,7 +67,7 @@ int main(int argc, char** argv) {
   const auto start = Clock::now();
   Clock::time_point first{}, last{};
   int64_t tokens = 0, chunks = 0;
-  int status = 0, exit_code = 0;
+  int status = 0;
   std::string error;
   std::printf("%s", prompt.c_str());
   client.stream(
@@ -108,5 +108,5 @@ int main(int argc, char** argv) {
                ttft * 1e3, static_cast<long long>(tokens),
                tokens > 1 && decode > 0 ? (tokens - 1) / decode : 0.0,
                std::chrono::duration<double>(last - start).count() * 1e3);
-  return exit_code;
+  return 0;
 }

@@ -15,7 +15,6 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
-#include <unordered_set>
 
 #include "workers/engine/engine.h"
 #include "workers/net/http.h"

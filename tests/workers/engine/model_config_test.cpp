@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/test_util.h"
+#include "tests/workers/engine/llama3_expect.h"
 
 namespace splitwise::engine {
 namespace {
@@ -58,15 +59,6 @@ TEST(ModelConfig, ParsesStories260KHf) {
   EXPECT_TRUE(c->tie_word_embeddings);
   EXPECT_EQ(c->bos_token_id, 1);
   EXPECT_EQ(c->eos_token_ids, std::vector<int>{2});
-}
-
-void expect_llama3_scaling(const ModelConfig& c) {
-  EXPECT_EQ(c.rope_scaling.type, "llama3");
-  EXPECT_FLOAT_EQ(c.rope_scaling.factor, 8.0f);
-  EXPECT_FLOAT_EQ(c.rope_scaling.low_freq_factor, 1.0f);
-  EXPECT_FLOAT_EQ(c.rope_scaling.high_freq_factor, 4.0f);
-  EXPECT_EQ(c.rope_scaling.original_max_position, 256);
-  EXPECT_FLOAT_EQ(c.rope_theta, 500000.0f);
 }
 
 TEST(ModelConfig, ParsesTinyLlama3RopeParameters) {

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/test_util.h"
+#include "tests/workers/engine/llama3_expect.h"
 #include "workers/engine/llama2c_model.h"
 
 namespace splitwise::engine {
@@ -121,12 +122,7 @@ TEST(LoadModel, LoadsTinyLlama3Bf16) {
   auto w = load_model(dir);
   ASSERT_TRUE(w.ok()) << w.status().message();
   const ModelConfig& c = w->config;
-  EXPECT_EQ(c.rope_scaling.type, "llama3");
-  EXPECT_FLOAT_EQ(c.rope_scaling.factor, 8.0f);
-  EXPECT_FLOAT_EQ(c.rope_scaling.low_freq_factor, 1.0f);
-  EXPECT_FLOAT_EQ(c.rope_scaling.high_freq_factor, 4.0f);
-  EXPECT_EQ(c.rope_scaling.original_max_position, 256);
-  EXPECT_FLOAT_EQ(c.rope_theta, 500000.0f);
+  expect_llama3_scaling(c);
   EXPECT_EQ(c.head_dim, 32);
   EXPECT_FALSE(c.tie_word_embeddings);
   ASSERT_EQ(w->lm_head.size(), 1024u * 128u);
