@@ -33,7 +33,8 @@ inline bool gpu_available() {
 // After every kernel launch: launch-configuration errors surface here, not later.
 #define SW_CUDA_CHECK_LAUNCH() SW_CUDA_CHECK(cudaGetLastError())
 
-#ifdef CUBLAS_VERSION_MAJOR
+// The cuBLAS and NCCL forms expand only where used, so users include cublas_v2.h or
+// nccl.h themselves and this header needs neither.
 #define SW_CUBLAS_CHECK(expr)                                                                \
   do {                                                                                       \
     const cublasStatus_t _s = (expr);                                                        \
@@ -41,13 +42,16 @@ inline bool gpu_available() {
       ::splitwise::kernels::cuda::fail("cuBLAS", cublasGetStatusString(_s), #expr, __FILE__, \
                                        __LINE__);                                            \
   } while (0)
-#endif
 
-#ifdef NCCL_MAJOR
 #define SW_NCCL_CHECK(expr)                                                                        \
   do {                                                                                             \
     const ncclResult_t _r = (expr);                                                                \
     if (_r != ncclSuccess)                                                                         \
       ::splitwise::kernels::cuda::fail("NCCL", ncclGetErrorString(_r), #expr, __FILE__, __LINE__); \
   } while (0)
-#endif
+
+// A launcher's precondition on its arguments (a caller's bug, not bad user input).
+#define SW_CUDA_REQUIRE(cond, msg)                                                                 \
+  do {                                                                                             \
+    if (!(cond)) ::splitwise::kernels::cuda::fail("precondition", msg, #cond, __FILE__, __LINE__); \
+  } while (0)

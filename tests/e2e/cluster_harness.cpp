@@ -1,5 +1,7 @@
 #include "tests/e2e/cluster_harness.h"
 
+#include <cstdlib>
+
 #include <fcntl.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -11,6 +13,15 @@
 #include <nlohmann/json.hpp>
 
 namespace splitwise::e2e {
+
+namespace {
+// The built program, unless the environment names another copy (a bundle shipped to a GPU
+// machine, where the build tree's paths do not exist).
+std::string program(const char* env, const char* built) {
+  const char* v = std::getenv(env);
+  return v && *v ? v : built;
+}
+}  // namespace
 
 namespace {
 using Clock = std::chrono::steady_clock;
@@ -185,11 +196,19 @@ Cluster::~Cluster() {
 }
 
 std::string Cluster::start_worker(const std::string& role, Millis timeout) {
-  std::vector<std::string> argv = {
-      SPLITWISE_WORKER_BIN, "--role", role, "-m", model_.string(), "--host",
-      "127.0.0.1",          "--port", "0"};
+  std::vector<std::string> argv = {program("SPLITWISE_WORKER_BIN", SPLITWISE_WORKER_BIN),
+                                   "--role",
+                                   role,
+                                   "-m",
+                                   model_.string(),
+                                   "--host",
+                                   "127.0.0.1",
+                                   "--port",
+                                   "0"};
   if (role == "token") argv.insert(argv.end(), {"--kv-port", "0"});
   argv.insert(argv.end(), options_.worker_args.begin(), options_.worker_args.end());
+  if (auto it = options_.role_args.find(role); it != options_.role_args.end())
+    argv.insert(argv.end(), it->second.begin(), it->second.end());
   std::string error;
   Worker w;
   w.role = role;
@@ -210,7 +229,8 @@ std::string Cluster::start(Millis timeout) {
     for (int i = 0; i < n; ++i)
       if (std::string e = start_worker(role, Millis(left_ms(deadline))); !e.empty()) return e;
 
-  std::vector<std::string> argv = {SPLITWISE_ROUTER_BIN, "-m", model_.string(), "--port", "0"};
+  std::vector<std::string> argv = {program("SPLITWISE_ROUTER_BIN", SPLITWISE_ROUTER_BIN), "-m",
+                                   model_.string(), "--port", "0"};
   for (const Worker& w : workers_)
     argv.insert(argv.end(), {"--" + w.role + "-worker", w.http.str()});
   argv.insert(argv.end(), options_.router_args.begin(), options_.router_args.end());

@@ -71,6 +71,8 @@ class Process {
 struct ClusterOptions {
   int prompt = 1, token = 1, mixed = 0;
   std::vector<std::string> worker_args = {"--kv-cache-mb", "64"};
+  // Extra arguments for one role's workers (e.g. which GPU), after worker_args.
+  std::map<std::string, std::vector<std::string>> role_args;
   std::vector<std::string> router_args;
 };
 

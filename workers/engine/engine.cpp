@@ -19,7 +19,7 @@ int default_blocks(const ModelWeights& w, const EngineConfig& c) {
   if (c.num_kv_blocks > 0) return c.num_kv_blocks;
   const int per_seq = (w.config.max_position + c.block_size - 1) / c.block_size;
   const size_t block_bytes =
-      size_t{2} * sizeof(float) * c.block_size * w.config.kv_dim() * w.config.num_layers;
+      size_t{2} * c.kv_element_bytes * c.block_size * w.config.kv_dim() * w.config.num_layers;
   const size_t fit = c.kv_cache_bytes / block_bytes;
   return static_cast<int>(std::min<size_t>(fit, size_t(per_seq) * c.scheduler.max_num_seqs));
 }
@@ -30,7 +30,29 @@ Engine::Engine(const ModelWeights* weights, const EngineConfig& config)
       pool_(default_blocks(*weights, config), config.block_size),
       kv_(&pool_),
       scheduler_(config.scheduler, &kv_),
-      runner_(weights, pool_.num_blocks(), config.block_size) {}
+      runner_(std::make_unique<ModelRunner>(weights, pool_.num_blocks(), config.block_size)) {}
+
+Result<std::unique_ptr<Engine>> Engine::create(const ModelWeights* weights,
+                                               const EngineConfig& config,
+                                               const RunnerFactory& factory) {
+  SW_RETURN_IF_ERROR(validate_engine_config(config));
+  if (!factory) return std::make_unique<Engine>(weights, config);
+  // Sized here as the constructor would; the CPU runner is not built (its cache would be
+  // allocated for nothing), the factory's runner replaces it.
+  EngineConfig cpu_free = config;
+  cpu_free.num_kv_blocks = default_blocks(*weights, config);
+  auto engine = std::unique_ptr<Engine>(new Engine(weights, cpu_free, nullptr));
+  Result<std::unique_ptr<Runner>> runner = factory(engine->pool_.num_blocks(), config.block_size);
+  if (!runner.ok()) return runner.status();
+  engine->runner_ = std::move(*runner);
+  return engine;
+}
+
+Engine::Engine(const ModelWeights* weights, const EngineConfig& config, std::nullptr_t)
+    : weights_(weights),
+      pool_(default_blocks(*weights, config), config.block_size),
+      kv_(&pool_),
+      scheduler_(config.scheduler, &kv_) {}
 
 Result<int> Engine::check_request(const GenerationRequest& request) const {
   const int context = weights_->config.max_position;
@@ -156,17 +178,28 @@ Result<std::vector<StepResult>> Engine::step() {
   LayerListener on_layer;
   if (handoff_listener_ && !handoff_chunks_.empty())
     on_layer = [this](int layer) { handoff_listener_(layer, handoff_chunks_); };
-  SW_RETURN_IF_ERROR(runner_.forward(chunks_, &logits_, on_layer));
-  ++stats_.steps;
-
-  const int vocab = weights_->config.vocab_size;
   sampled_.clear();
-  for (const ScheduledChunk& c : plan.chunks) {
-    if (!c.sample) continue;
-    const std::span<const float> row(logits_.data() + sampled_.size() * vocab, vocab);
-    const SequenceState* seq = scheduler_.find(c.id);
-    Sampler& sampler = samplers_.at(c.id);
-    sampled_.push_back(sampler.sample(row, sampler.params().first_index + seq->num_generated()));
+  if (runner_->samples_on_device()) {
+    sample_rows_.clear();
+    for (const ScheduledChunk& c : plan.chunks) {
+      if (!c.sample) continue;
+      const Sampler& sampler = samplers_.at(c.id);
+      sample_rows_.push_back({sampler.params(), sampler.params().first_index +
+                                                    scheduler_.find(c.id)->num_generated()});
+    }
+    SW_RETURN_IF_ERROR(runner_->forward_sample(chunks_, sample_rows_, &sampled_, on_layer));
+    ++stats_.steps;
+  } else {
+    SW_RETURN_IF_ERROR(runner_->forward(chunks_, &logits_, on_layer));
+    ++stats_.steps;
+    const int vocab = weights_->config.vocab_size;
+    for (const ScheduledChunk& c : plan.chunks) {
+      if (!c.sample) continue;
+      const std::span<const float> row(logits_.data() + sampled_.size() * vocab, vocab);
+      const SequenceState* seq = scheduler_.find(c.id);
+      Sampler& sampler = samplers_.at(c.id);
+      sampled_.push_back(sampler.sample(row, sampler.params().first_index + seq->num_generated()));
+    }
   }
   std::vector<StepResult> results = scheduler_.update(plan, sampled_);
   for (const StepResult& r : results) {

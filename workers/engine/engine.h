@@ -10,6 +10,7 @@
 
 #include "workers/engine/kv_cache.h"
 #include "workers/engine/model_runner.h"
+#include "workers/engine/runner.h"
 #include "workers/engine/sampler.h"
 #include "workers/engine/scheduler.h"
 #include "workers/engine/weights.h"
@@ -21,8 +22,13 @@ struct EngineConfig {
                           // max_num_seqs full-context sequences could use)
   size_t kv_cache_bytes = size_t{256} << 20;
   int block_size = 16;
+  int kv_element_bytes = 4;  // bytes per cached K/V element (2 for a bf16 GPU cache)
   SchedulerConfig scheduler;
 };
+
+// Builds the backend once the engine has sized the KV cache; empty = the CPU ModelRunner.
+using RunnerFactory =
+    std::function<Result<std::unique_ptr<Runner>>(int num_kv_blocks, int block_size)>;
 
 // Rejects configurations no engine can run with (zero block size or token budget).
 Status validate_engine_config(const EngineConfig& config);
@@ -61,6 +67,10 @@ class Engine {
  public:
   // `weights` must outlive the engine; `config` must pass validate_engine_config.
   Engine(const ModelWeights* weights, const EngineConfig& config);
+  // With a backend from `factory` (e.g. the CUDA runner); fails when the factory does.
+  static Result<std::unique_ptr<Engine>> create(const ModelWeights* weights,
+                                                const EngineConfig& config,
+                                                const RunnerFactory& factory);
 
   // Rejects what can never run: an empty prompt or one that fills the context, a
   // duplicate id, bad sampling values, more KV than the whole cache holds.
@@ -84,8 +94,8 @@ class Engine {
   // that token's result (it may already finish the request).
   Result<StepResult> activate_prefilled(SeqId id, TokenId first_token);
 
-  // KV storage, for the transport: see ModelRunner::key_cache.
-  ModelRunner& runner() { return runner_; }
+  // KV storage, for the transport: see Runner::key_block.
+  Runner& runner() { return *runner_; }
   bool idle() const { return scheduler_.idle(); }
 
   const EngineStats& stats() const { return stats_; }
@@ -99,6 +109,7 @@ class Engine {
   int num_kv_blocks() const { return pool_.num_blocks(); }
 
  private:
+  Engine(const ModelWeights* weights, const EngineConfig& config, std::nullptr_t);  // no runner
   // Validates `request`; returns the sequence's length limit (prompt + new tokens, capped
   // by the context).
   Result<int> check_request(const GenerationRequest& request) const;
@@ -108,12 +119,13 @@ class Engine {
   BlockPool pool_;
   KvCacheManager kv_;
   Scheduler scheduler_;
-  ModelRunner runner_;
+  std::unique_ptr<Runner> runner_;
   std::unordered_map<SeqId, Sampler> samplers_;
   EngineStats stats_;
   std::vector<SequenceChunk> chunks_;  // reused per step
   std::vector<float> logits_;
   std::vector<TokenId> sampled_;
+  std::vector<SampleRow> sample_rows_;
   HandoffListener handoff_listener_;
   std::vector<HandoffChunk> handoff_chunks_;
   std::unordered_map<SeqId, int> handoff_sent_;  // blocks already handed over

@@ -33,37 +33,9 @@ ModelRunner::ModelRunner(const ModelWeights* weights, int num_kv_blocks, int blo
       values_(std::make_unique_for_overwrite<float[]>(layer_stride_ * weights->config.num_layers)),
       rope_(make_rope_table(weights->config, weights->config.max_position)) {}
 
-Status ModelRunner::validate(std::span<const SequenceChunk> batch) const {
-  const ModelConfig& c = config();
-  for (size_t i = 0; i < batch.size(); ++i) {
-    const SequenceChunk& s = batch[i];
-    const int n = static_cast<int>(s.tokens.size());
-    const std::string where = "batch entry " + std::to_string(i);
-    if (n == 0) return Status::error(where + ": no tokens");
-    if (s.num_logits < 0 || s.num_logits > n)
-      return Status::error(where + ": num_logits " + std::to_string(s.num_logits) +
-                           " outside [0, " + std::to_string(n) + "]");
-    if (s.start_pos < 0 || s.start_pos + n > c.max_position)
-      return Status::error(where + ": positions up to " + std::to_string(s.start_pos + n) +
-                           " exceed the model's context of " + std::to_string(c.max_position));
-    const int blocks_needed = (s.start_pos + n + block_size_ - 1) / block_size_;
-    if (static_cast<int>(s.block_table.size()) < blocks_needed)
-      return Status::error(where + ": block table has " + std::to_string(s.block_table.size()) +
-                           " blocks, needs " + std::to_string(blocks_needed));
-    for (BlockId b : s.block_table.first(blocks_needed))
-      if (b < 0 || b >= num_kv_blocks_)
-        return Status::error(where + ": block id " + std::to_string(b) + " out of range");
-    for (TokenId t : s.tokens)
-      if (t < 0 || t >= c.vocab_size)
-        return Status::error(where + ": token id " + std::to_string(t) + " outside vocabulary of " +
-                             std::to_string(c.vocab_size));
-  }
-  return {};
-}
-
 Status ModelRunner::forward(std::span<const SequenceChunk> batch, std::vector<float>* logits,
                             const LayerListener& on_layer) {
-  SW_RETURN_IF_ERROR(validate(batch));
+  SW_RETURN_IF_ERROR(validate_batch(config(), batch, num_kv_blocks_, block_size_));
   const ModelConfig& c = config();
   const int dim = c.hidden_size, hd = c.head_dim, q_dim = c.q_dim(), kv_dim = c.kv_dim();
   const int qkv_dim = q_dim + 2 * kv_dim, inter = c.intermediate_size;

@@ -10,40 +10,28 @@
 
 #include "workers/engine/kv_cache.h"
 #include "workers/engine/rope.h"
+#include "workers/engine/runner.h"
 #include "workers/engine/status.h"
 #include "workers/engine/tokenizer.h"
 #include "workers/engine/weights.h"
 
 namespace splitwise::engine {
 
-// The tokens of one sequence to run this step: a prefill chunk or one decode token.
-struct SequenceChunk {
-  std::span<const TokenId> tokens;       // tokens to process, positions start_pos...
-  int start_pos = 0;                     // KV for [0, start_pos) is already cached
-  std::span<const BlockId> block_table;  // covers start_pos + tokens.size() tokens
-  int num_logits = 1;                    // logits for the last num_logits tokens (0: none)
-};
-
-// Called after every batch token's K and V of `layer` are in the cache, before that
-// layer's attention: from then on those slots do not change, so a transport may send
-// them while the runner computes the rest of the step.
-using LayerListener = std::function<void(int layer)>;
-
-class ModelRunner {
+class ModelRunner final : public Runner {
  public:
   // `weights` must outlive the runner. The KV cache holds num_kv_blocks blocks of
   // block_size tokens for every layer.
   ModelRunner(const ModelWeights* weights, int num_kv_blocks, int block_size);
 
-  const ModelConfig& config() const { return weights_->config; }
-  int num_kv_blocks() const { return num_kv_blocks_; }
-  int block_size() const { return block_size_; }
+  const ModelConfig& config() const override { return weights_->config; }
+  int num_kv_blocks() const override { return num_kv_blocks_; }
+  int block_size() const override { return block_size_; }
 
   // Runs the batch; `logits` becomes [sum of num_logits, vocab] in chunk order.
   // Bad input (token out of range, position past the context, a block table too
   // short) is reported, and the cache is left as it was for other sequences.
   Status forward(std::span<const SequenceChunk> batch, std::vector<float>* logits,
-                 const LayerListener& on_layer = {});
+                 const LayerListener& on_layer = {}) override;
 
   // KV storage of one layer; the transport sends blocks of it by id. Keys are
   // [num_kv_blocks, kv_heads, head_dim, block_size] (positions innermost, so one query
@@ -53,8 +41,15 @@ class ModelRunner {
   float* value_cache(int layer) { return values_.get() + layer * layer_stride_; }
   size_t block_floats() const { return static_cast<size_t>(block_size_) * config().kv_dim(); }
 
+  KvMemoryInfo kv_memory() const override { return {false, -1, 0, block_floats() * sizeof(float)}; }
+  std::byte* key_block(int layer, BlockId block) override {
+    return reinterpret_cast<std::byte*>(key_cache(layer) + block * block_floats());
+  }
+  std::byte* value_block(int layer, BlockId block) override {
+    return reinterpret_cast<std::byte*>(value_cache(layer) + block * block_floats());
+  }
+
  private:
-  Status validate(std::span<const SequenceChunk> batch) const;
   void attention(int layer, std::span<const SequenceChunk> batch);
 
   const ModelWeights* weights_;

@@ -23,9 +23,12 @@ constexpr size_t kOffBlockSize = 36;
 constexpr size_t kOffKvDim = 40;
 constexpr size_t kOffFirstToken = 44;
 constexpr size_t kOffPayloadBytes = 48;
+constexpr size_t kOffFormat = 52;
+constexpr size_t kOffFlags = 54;
 constexpr size_t kOffPayloadCrc = 56;
-constexpr size_t kOffHeaderCrc = 60;
+constexpr size_t kOffHeaderCrc = kHeaderCrcOffset;
 static_assert(kOffHeaderCrc + 4 == kFrameHeaderBytes);
+static_assert(kMaxPayloadBytes <= UINT32_MAX, "payload_bytes is a u32 on the wire");
 
 // Byte-wise little-endian access: explicit shifts keep the format independent of the
 // host's byte order and of alignment.
@@ -122,17 +125,56 @@ const char* frame_kind_name(FrameKind kind) {
       return "DONE";
     case FrameKind::kAbort:
       return "ABORT";
+    case FrameKind::kHello:
+      return "HELLO";
+    case FrameKind::kAccept:
+      return "ACCEPT";
+    case FrameKind::kRefuse:
+      return "REFUSE";
   }
   return "UNKNOWN";
 }
 
-bool operator==(const KvLayout& a, const KvLayout& b) {
-  return a.num_layers == b.num_layers && a.block_size == b.block_size && a.kv_dim == b.kv_dim;
+const char* kv_format_name(KvFormat format) {
+  switch (format) {
+    case KvFormat::kCpuF32:
+      return "cpu-f32";
+    case KvFormat::kGpuF32:
+      return "gpu-f32";
+    case KvFormat::kGpuBf16:
+      return "gpu-bf16";
+  }
+  return "unknown";
 }
 
 std::string layout_string(const KvLayout& layout) {
   return "{layers " + std::to_string(layout.num_layers) + ", block_size " +
-         std::to_string(layout.block_size) + ", kv_dim " + std::to_string(layout.kv_dim) + "}";
+         std::to_string(layout.block_size) + ", kv_dim " + std::to_string(layout.kv_dim) +
+         ", format " + kv_format_name(layout.format) + "}";
+}
+
+Status check_layer_blocks(const LayerBlocks& b, const KvLayout& layout) {
+  if (b.k_blocks.size() != b.v_blocks.size()) {
+    return Status::error(std::to_string(b.k_blocks.size()) + " K blocks but " +
+                         std::to_string(b.v_blocks.size()) + " V blocks");
+  }
+  if (b.k_blocks.size() > kMaxFrameBlocks) {
+    return Status::error(std::to_string(b.k_blocks.size()) + " blocks in one frame (limit " +
+                         std::to_string(kMaxFrameBlocks) + ")");
+  }
+  if (uint64_t{b.k_blocks.size()} * 2 * layout.half_block_bytes() > kMaxPayloadBytes) {
+    return Status::error("layer payload over the 1 GiB frame limit");
+  }
+  if (b.layer >= layout.num_layers) {
+    return Status::error("layer " + std::to_string(b.layer) + " of a " +
+                         std::to_string(layout.num_layers) + "-layer layout");
+  }
+  for (size_t i = 0; i < b.k_blocks.size(); ++i) {
+    if (b.k_blocks[i] == nullptr || b.v_blocks[i] == nullptr) {
+      return Status::error("null block pointer at index " + std::to_string(i));
+    }
+  }
+  return Status();
 }
 
 EncodedHeader encode_header(const FrameHeader& h) {
@@ -149,7 +191,9 @@ EncodedHeader encode_header(const FrameHeader& h) {
   store_le<uint32_t>(&out[kOffBlockSize], h.layout.block_size);
   store_le<uint32_t>(&out[kOffKvDim], h.layout.kv_dim);
   store_le<uint32_t>(&out[kOffFirstToken], static_cast<uint32_t>(h.first_token));
-  store_le<uint64_t>(&out[kOffPayloadBytes], h.payload_bytes);
+  store_le<uint32_t>(&out[kOffPayloadBytes], static_cast<uint32_t>(h.payload_bytes));
+  store_le<uint16_t>(&out[kOffFormat], static_cast<uint16_t>(h.layout.format));
+  store_le<uint16_t>(&out[kOffFlags], h.flags);
   store_le<uint32_t>(&out[kOffPayloadCrc], h.payload_crc);
   store_le<uint32_t>(&out[kOffHeaderCrc], crc32c(std::span(out.data(), kOffHeaderCrc)));
   return out;
@@ -175,7 +219,11 @@ Result<FrameHeader> decode_header(std::span<const std::byte> bytes) {
                          " (this build speaks " + std::to_string(kFrameVersion) + ")");
   }
   const uint16_t kind = load_le<uint16_t>(&b[kOffKind]);
-  if (kind < 1 || kind > 3) return Status::error("unknown frame kind " + std::to_string(kind));
+  if (kind < 1 || kind > 6) return Status::error("unknown frame kind " + std::to_string(kind));
+  const uint16_t format = load_le<uint16_t>(&b[kOffFormat]);
+  if (format > static_cast<uint16_t>(KvFormat::kGpuBf16)) {
+    return Status::error("unknown KV format " + std::to_string(format));
+  }
 
   FrameHeader h;
   h.kind = static_cast<FrameKind>(kind);
@@ -187,14 +235,32 @@ Result<FrameHeader> decode_header(std::span<const std::byte> bytes) {
   h.layout.num_layers = load_le<uint32_t>(&b[kOffNumLayers]);
   h.layout.block_size = load_le<uint32_t>(&b[kOffBlockSize]);
   h.layout.kv_dim = load_le<uint32_t>(&b[kOffKvDim]);
+  h.layout.format = static_cast<KvFormat>(format);
   h.first_token = static_cast<int32_t>(load_le<uint32_t>(&b[kOffFirstToken]));
-  h.payload_bytes = load_le<uint64_t>(&b[kOffPayloadBytes]);
+  h.payload_bytes = load_le<uint32_t>(&b[kOffPayloadBytes]);
+  h.flags = load_le<uint16_t>(&b[kOffFlags]);
   h.payload_crc = load_le<uint32_t>(&b[kOffPayloadCrc]);
 
+  const std::string name = frame_kind_name(h.kind);
+  if (h.flags & ~kFrameFlagOutOfBand) {
+    return Status::error(name + " frame with unknown flags " + std::to_string(h.flags));
+  }
+  if (h.out_of_band() && h.kind != FrameKind::kLayer) {
+    return Status::error(name + " frame marked out-of-band (only LAYER payloads can be)");
+  }
   if (h.kind != FrameKind::kLayer) {
-    if (h.num_blocks != 0 || h.payload_bytes != 0) {
-      return Status::error(std::string(frame_kind_name(h.kind)) + " frame with a payload (" +
-                           std::to_string(h.payload_bytes) + " bytes)");
+    if (h.num_blocks != 0) {
+      return Status::error(name + " frame with " + std::to_string(h.num_blocks) + " blocks");
+    }
+    uint64_t min_payload = 0, max_payload = 0;
+    if (h.kind == FrameKind::kHello) min_payload = max_payload = kHelloPayloadBytes;
+    if (h.kind == FrameKind::kRefuse) max_payload = kMaxRefuseReasonBytes;
+    if (h.payload_bytes < min_payload || h.payload_bytes > max_payload) {
+      return Status::error(name + " frame with a payload of " + std::to_string(h.payload_bytes) +
+                           " bytes (expected " +
+                           (min_payload == max_payload ? std::to_string(max_payload)
+                                                       : "at most " + std::to_string(max_payload)) +
+                           ")");
     }
     return h;
   }
@@ -204,16 +270,19 @@ Result<FrameHeader> decode_header(std::span<const std::byte> bytes) {
   }
   // num_blocks <= 2^16 (checked above) and half_block_bytes < 2^32: the product fits in 49 bits.
   const uint64_t expected = uint64_t{h.num_blocks} * 2 * h.half_block_bytes;
+  if (expected > kMaxPayloadBytes) {
+    return Status::error("LAYER payload of " + std::to_string(expected) +
+                         " bytes exceeds the 1 GiB limit");
+  }
   if (h.payload_bytes != expected) {
     return Status::error("LAYER payload length " + std::to_string(h.payload_bytes) +
                          " != num_blocks * 2 * half_block_bytes = " + std::to_string(expected));
   }
-  if (h.payload_bytes > kMaxPayloadBytes) {
-    return Status::error("LAYER payload of " + std::to_string(h.payload_bytes) +
-                         " bytes exceeds the 1 GiB limit");
+  if (h.out_of_band() && h.payload_crc != 0) {
+    return Status::error("out-of-band LAYER frame with a payload checksum");
   }
   const uint64_t layout_half =
-      uint64_t{h.layout.block_size} * h.layout.kv_dim * 4;  // fp32, as KvLayout says
+      uint64_t{h.layout.block_size} * h.layout.kv_dim * h.layout.element_bytes();
   if (h.half_block_bytes != layout_half) {
     return Status::error("LAYER half_block_bytes " + std::to_string(h.half_block_bytes) +
                          " disagrees with the sender's layout " + layout_string(h.layout));

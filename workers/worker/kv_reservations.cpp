@@ -4,8 +4,15 @@
 
 namespace splitwise::worker {
 
-KvReservations::KvReservations(engine::ModelRunner* runner, Events events)
+KvReservations::KvReservations(engine::Runner* runner, Events events)
     : runner_(runner), events_(std::move(events)) {}
+
+transport::MemoryKind KvReservations::memory() const {
+  return runner_->kv_memory().on_device ? transport::MemoryKind::kDevice
+                                        : transport::MemoryKind::kHost;
+}
+
+int KvReservations::device() const { return runner_->kv_memory().device; }
 
 void KvReservations::add(uint64_t id, std::vector<engine::BlockId> blocks) {
   const int layers = runner_->config().num_layers;
@@ -33,10 +40,9 @@ std::optional<transport::KvSink::Destination> KvReservations::destination(
   if (it == entries_.end() || layer >= it->second.landed.size() ||
       index >= it->second.blocks.size())
     return std::nullopt;
-  const size_t offset = static_cast<size_t>(it->second.blocks[index]) * runner_->block_floats();
-  return Destination{
-      reinterpret_cast<std::byte*>(runner_->key_cache(static_cast<int>(layer)) + offset),
-      reinterpret_cast<std::byte*>(runner_->value_cache(static_cast<int>(layer)) + offset)};
+  const engine::BlockId block = it->second.blocks[index];
+  return Destination{runner_->key_block(static_cast<int>(layer), block),
+                     runner_->value_block(static_cast<int>(layer), block)};
 }
 
 void KvReservations::on_layer(transport::RequestId request, uint32_t layer, uint32_t first_block,

@@ -8,7 +8,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "workers/engine/model_runner.h"
+#include "workers/engine/runner.h"
 #include "workers/transport/kv_transport.h"
 
 namespace splitwise::worker {
@@ -24,7 +24,7 @@ class KvReservations : public transport::KvSink {
   };
 
   // `runner` provides the KV memory; its addresses never change.
-  KvReservations(engine::ModelRunner* runner, Events events);
+  KvReservations(engine::Runner* runner, Events events);
 
   void add(uint64_t id, std::vector<engine::BlockId> blocks);
   // Forgets `id`: later frames for it are rejected. Returns false if it was not there.
@@ -38,6 +38,9 @@ class KvReservations : public transport::KvSink {
   void on_done(transport::RequestId request, int32_t first_token) override;
   void on_abort(transport::RequestId request) override;
   void on_rejected(transport::RequestId request, const std::string& reason) override;
+  // Where the runner keeps its KV (a GPU runner's blocks are device memory).
+  transport::MemoryKind memory() const override;
+  int device() const override;
 
  private:
   struct Entry {
@@ -45,7 +48,7 @@ class KvReservations : public transport::KvSink {
     std::vector<std::vector<bool>> landed;  // [layer][block]
   };
 
-  engine::ModelRunner* runner_;
+  engine::Runner* runner_;
   Events events_;
   std::mutex mu_;
   std::unordered_map<uint64_t, Entry> entries_;  // guarded by mu_

@@ -5,8 +5,16 @@
 #include <csignal>
 #include <cstdio>
 
+#include "workers/engine/engine.h"
 #include "workers/engine/weights.h"
 #include "workers/worker/worker_service.h"
+
+#ifdef SPLITWISE_HAVE_CUDA
+#include <cuda_runtime.h>
+
+#include "workers/engine/cuda/cuda_runner.h"
+#include "workers/transport/nccl/nccl_kv_transport.h"
+#endif
 
 using namespace splitwise;
 
@@ -29,7 +37,20 @@ int main(int argc, char** argv) {
   app.add_option("--kv-cache-mb", kv_cache_mb, "KV cache memory")->check(CLI::PositiveNumber);
   app.add_option("--block-size", opts.engine.block_size, "tokens per KV block")
       ->check(CLI::PositiveNumber);
+  std::string device = "cpu", dtype = "bf16";
+  int gpu = 0;
+  app.add_option("--device", device, "backend: cpu | cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--gpu", gpu, "cuda: device index")->check(CLI::NonNegativeNumber);
+  app.add_option("--dtype", dtype, "cuda: bf16 | fp32 (fp32 reproduces CPU outputs)")
+      ->check(CLI::IsMember({"bf16", "fp32"}));
+  app.add_option("--kv-transport", opts.kv_transport,
+                 "KV handoff: tcp | nccl (GPU to GPU; falls back to TCP when NCCL cannot connect)")
+      ->check(CLI::IsMember({"tcp", "nccl"}));
   CLI11_PARSE(app, argc, argv);
+  if (opts.kv_transport == "nccl" && device != "cuda") {
+    spdlog::error("--kv-transport nccl needs --device cuda (the KV cache must be on a GPU)");
+    return 1;
+  }
   opts.role = *worker::parse_role(role_name);
   // Splitwise's mixed machines run prompts first (with capped preemption of decodes).
   opts.engine.scheduler.prefill_first = opts.role == worker::Role::kMixed;
@@ -51,7 +72,61 @@ int main(int argc, char** argv) {
     spdlog::error("{}", st.message());
     return 1;
   }
-  worker::WorkerService service(&weights.value(), opts);
+  engine::RunnerFactory factory;
+  if (device == "cuda") {
+#ifdef SPLITWISE_HAVE_CUDA
+    if (const cudaError_t e = cudaSetDevice(gpu); e != cudaSuccess) {
+      spdlog::error("--device cuda --gpu {}: {}", gpu, cudaGetErrorString(e));
+      return 1;
+    }
+    const auto dt = dtype == "bf16" ? kernels::cuda::DType::kBF16 : kernels::cuda::DType::kF32;
+    opts.engine.kv_element_bytes = static_cast<int>(kernels::cuda::dtype_bytes(dt));
+    opts.gpu = gpu;
+    // GPU workers always use the NCCL-capable ends: with --kv-transport tcp they move the
+    // device KV over TCP through pinned staging; with nccl they set up a communicator per
+    // peer and fall back to TCP (with a logged reason) when it cannot connect.
+    namespace tn = transport::nccl;
+    const bool nccl = opts.kv_transport == "nccl";
+    opts.kv_factory.sender = [gpu, nccl](const transport::KvLayout& layout) {
+      tn::NcclSenderOptions so;
+      so.device = gpu;
+      so.use_nccl = nccl;
+      return std::unique_ptr<worker::KvSenderEndpoint>(
+          std::make_unique<worker::SenderAdapter<tn::NcclKvSender>>(layout, so));
+    };
+    opts.kv_factory.receiver = [nccl](const transport::KvLayout& layout, transport::KvSink* sink,
+                                      const std::string& host, uint16_t port) {
+      tn::NcclReceiverOptions ro;
+      ro.host = host;
+      ro.port = port;
+      ro.accept_nccl = nccl;
+      return std::unique_ptr<worker::KvReceiverEndpoint>(
+          std::make_unique<worker::ReceiverAdapter<tn::NcclKvReceiver>>(layout, sink, ro));
+    };
+    factory = [&](int blocks, int block_size) -> Result<std::unique_ptr<engine::Runner>> {
+      auto dw = engine::cuda::DeviceWeights::upload(*weights, dt);
+      if (!dw.ok()) return dw.status();
+      spdlog::info("weights on GPU {}: {} MiB {}", gpu, (*dw)->bytes() >> 20, dtype);
+      engine::cuda::CudaRunnerOptions ro;
+      ro.initial_tokens = opts.engine.scheduler.max_batch_tokens;
+      ro.graph_max_context = std::min(ro.graph_max_context, weights->config.max_position);
+      auto r = engine::cuda::CudaRunner::create(
+          std::shared_ptr<const engine::cuda::DeviceWeights>(std::move(*dw)), blocks, block_size,
+          ro);
+      if (!r.ok()) return r.status();
+      return std::unique_ptr<engine::Runner>(std::move(*r));
+    };
+#else
+    spdlog::error("--device cuda: this worker was built without CUDA");
+    return 1;
+#endif
+  }
+  auto engine = engine::Engine::create(&weights.value(), opts.engine, factory);
+  if (!engine.ok()) {
+    spdlog::error("{}", engine.status().message());
+    return 1;
+  }
+  worker::WorkerService service(&weights.value(), std::move(*engine), opts);
   if (Status st = service.start(); !st.ok()) {
     spdlog::error("{}", st.message());
     return 1;

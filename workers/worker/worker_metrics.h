@@ -28,6 +28,8 @@ class WorkerMetrics {
 
   // Prometheus text exposition format.
   std::string render() const;
+  // For other metric sets of this worker (GPU metrics) to register into.
+  prometheus::Registry& registry() { return *registry_; }
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;

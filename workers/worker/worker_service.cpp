@@ -28,17 +28,19 @@ std::string error_body(const std::string& message) {
   return nlohmann::json{{"error", {{"message", message}}}}.dump();
 }
 
-transport::KvLayout layout_of(const engine::ModelConfig& c, int block_size) {
+transport::KvLayout layout_of(const engine::ModelConfig& c, int block_size,
+                              const engine::KvMemoryInfo& mem) {
   return {static_cast<uint32_t>(c.num_layers), static_cast<uint32_t>(block_size),
-          static_cast<uint32_t>(c.kv_dim())};
+          static_cast<uint32_t>(c.kv_dim()), static_cast<transport::KvFormat>(mem.format)};
 }
 
 }  // namespace
 
-WorkerService::WorkerService(const engine::ModelWeights* weights, WorkerOptions options)
+WorkerService::WorkerService(const engine::ModelWeights* weights,
+                             std::unique_ptr<engine::Engine> engine, WorkerOptions options)
     : weights_(weights),
       options_(std::move(options)),
-      engine_(weights, options_.engine),
+      engine_(std::move(engine)),
       metrics_(to_string(options_.role)) {
   net::ServerOptions http_opts;
   http_opts.host = options_.host;
@@ -46,12 +48,16 @@ WorkerService::WorkerService(const engine::ModelWeights* weights, WorkerOptions 
   http_opts.max_body_bytes = 64 << 20;  // token arrays of long prompts
   http_ = std::make_unique<net::HttpServer>(io_, http_opts);
   loop_ = std::make_unique<EngineLoop>(
-      &engine_, [this](engine::Engine& e, const std::vector<engine::StepResult>& r,
-                       const StepInfo& info) { on_step(e, r, info); });
-  const transport::KvLayout layout = layout_of(weights_->config, options_.engine.block_size);
+      engine_.get(), [this](engine::Engine& e, const std::vector<engine::StepResult>& r,
+                            const StepInfo& info) { on_step(e, r, info); });
+  const transport::KvLayout layout =
+      layout_of(weights_->config, options_.engine.block_size, engine_->runner().kv_memory());
   if (options_.role == Role::kPrompt) {
-    sender_ = std::make_unique<transport::TcpKvSender>(layout);
-    engine_.set_handoff_listener([this](int layer, std::span<const engine::HandoffChunk> chunks) {
+    if (options_.kv_factory.sender)
+      sender_ = options_.kv_factory.sender(layout);
+    else
+      sender_ = std::make_unique<SenderAdapter<transport::TcpKvSender>>(layout);
+    engine_->set_handoff_listener([this](int layer, std::span<const engine::HandoffChunk> chunks) {
       on_handoff_layer(layer, chunks);
     });
   }
@@ -72,9 +78,19 @@ WorkerService::WorkerService(const engine::ModelWeights* weights, WorkerOptions 
       });
     };
     ev.received = [this](uint64_t bytes) { metrics_.handoff_received(bytes); };
-    reservations_ = std::make_unique<KvReservations>(&engine_.runner(), std::move(ev));
-    receiver_ = std::make_unique<transport::TcpKvReceiver>(layout, reservations_.get(),
-                                                           options_.host, options_.kv_port);
+    reservations_ = std::make_unique<KvReservations>(&engine_->runner(), std::move(ev));
+    if (options_.kv_factory.receiver)
+      receiver_ = options_.kv_factory.receiver(layout, reservations_.get(), options_.host,
+                                               options_.kv_port);
+    else
+      receiver_ = std::make_unique<ReceiverAdapter<transport::TcpKvReceiver>>(
+          layout, reservations_.get(), options_.host, options_.kv_port);
+  }
+  if (options_.gpu >= 0) {
+    gpu_metrics_ =
+        std::make_unique<GpuMetrics>(metrics_.registry(), std::vector<int>{options_.gpu});
+    if (!gpu_metrics_->available())
+      spdlog::warn("GPU metrics unavailable: {}", gpu_metrics_->unavailable_reason());
   }
   install_routes();
 }
@@ -106,6 +122,7 @@ void WorkerService::install_routes() {
   });
   http_->route("GET", "/metrics", [this](net::HttpRequest, std::shared_ptr<net::ResponseWriter> w) {
     metrics_.set_snapshot(loop_->snapshot());
+    if (gpu_metrics_) gpu_metrics_->update(generated_tokens_.load());
     w->respond(200, "text/plain; version=0.0.4", metrics_.render());
   });
   http_->route(
@@ -210,6 +227,7 @@ void WorkerService::handle_generate(net::HttpRequest req, std::shared_ptr<net::R
 void WorkerService::on_step(engine::Engine& e, const std::vector<engine::StepResult>& results,
                             const StepInfo& info) {
   metrics_.observe_step(info, static_cast<int>(info.prompt_tokens + info.decode_tokens));
+  generated_tokens_ += static_cast<int64_t>(results.size());
   for (const engine::StepResult& r : results) {
     const uint64_t id = static_cast<uint64_t>(r.id);
     if (r.finish != engine::FinishReason::kHandoff) {
@@ -235,8 +253,8 @@ void WorkerService::on_step(engine::Engine& e, const std::vector<engine::StepRes
 }
 
 void WorkerService::on_handoff_layer(int layer, std::span<const engine::HandoffChunk> chunks) {
-  engine::ModelRunner& runner = engine_.runner();
-  const size_t block_floats = runner.block_floats();
+  engine::Runner& runner = engine_->runner();
+  const engine::KvMemoryInfo mem = runner.kv_memory();
   for (const engine::HandoffChunk& c : chunks) {
     const uint64_t id = static_cast<uint64_t>(c.id);
     auto it = prefills_.find(id);
@@ -246,12 +264,16 @@ void WorkerService::on_handoff_layer(int layer, std::span<const engine::HandoffC
     lb.layer = static_cast<uint32_t>(layer);
     lb.first_block = static_cast<uint32_t>(c.first_block);
     for (int b = c.first_block; b < c.first_block + c.num_blocks; ++b) {
-      const size_t offset = static_cast<size_t>(c.blocks[b]) * block_floats;
-      lb.k_blocks.push_back(reinterpret_cast<const std::byte*>(runner.key_cache(layer) + offset));
-      lb.v_blocks.push_back(reinterpret_cast<const std::byte*>(runner.value_cache(layer) + offset));
+      lb.k_blocks.push_back(runner.key_block(layer, c.blocks[b]));
+      lb.v_blocks.push_back(runner.value_block(layer, c.blocks[b]));
+    }
+    if (mem.on_device) {
+      lb.memory = transport::MemoryKind::kDevice;
+      lb.device = mem.device;
+      lb.ready_event = runner.layer_ready_event(layer);
     }
     Prefill& p = it->second;
-    p.bytes += 2 * block_floats * sizeof(float) * static_cast<size_t>(c.num_blocks);
+    p.bytes += 2 * mem.half_block_bytes * static_cast<size_t>(c.num_blocks);
     ++p.outstanding;
     sender_->send_layer(p.target, std::move(lb), [this, id](Status st) {
       loop_->post([this, id, st](engine::Engine&) { send_frame_completed(id, st, false); });
@@ -283,9 +305,9 @@ void WorkerService::maybe_finish_prefill(uint64_t id) {
   const bool handed_off = p.first_token >= 0;
   if (p.failed) {
     if (handed_off)
-      engine_.release(static_cast<engine::SeqId>(id));
+      engine_->release(static_cast<engine::SeqId>(id));
     else
-      engine_.abort(static_cast<engine::SeqId>(id));
+      engine_->abort(static_cast<engine::SeqId>(id));
     // Best effort: the token worker frees its reservation on ABORT.
     sender_->send_abort(p.target, id, [](Status) {});
     metrics_.request_finished("failed");
@@ -294,7 +316,7 @@ void WorkerService::maybe_finish_prefill(uint64_t id) {
     return;
   }
   if (!handed_off || !p.done_completed) return;
-  engine_.release(static_cast<engine::SeqId>(id));
+  engine_->release(static_cast<engine::SeqId>(id));
   metrics_.handoff_sent(
       p.bytes, std::chrono::duration<double>(std::chrono::steady_clock::now() - p.start).count());
   metrics_.request_finished("handoff");
@@ -351,7 +373,7 @@ void WorkerService::cancel(uint64_t id) {
   streams_.erase(it);
   metrics_.request_finished("cancelled");
   if (withdraw_reservation(id, "")) return;
-  engine_.abort(static_cast<engine::SeqId>(id));
+  engine_->abort(static_cast<engine::SeqId>(id));
 }
 
 }  // namespace splitwise::worker

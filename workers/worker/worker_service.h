@@ -10,6 +10,7 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -20,6 +21,8 @@
 #include "workers/net/http.h"
 #include "workers/transport/tcp_kv_transport.h"
 #include "workers/worker/engine_loop.h"
+#include "workers/worker/gpu_metrics.h"
+#include "workers/worker/kv_endpoints.h"
 #include "workers/worker/kv_reservations.h"
 #include "workers/worker/protocol.h"
 #include "workers/worker/worker_metrics.h"
@@ -33,12 +36,17 @@ struct WorkerOptions {
   uint16_t kv_port = 0;  // token role: KV receiver; 0 = any free port
   engine::EngineConfig engine;
   std::chrono::seconds reservation_timeout{30};  // token role: KV that never comes
+  int gpu = -1;                      // the CUDA device the engine runs on; -1: CPU (no GPU metrics)
+  std::string kv_transport = "tcp";  // tcp | nccl (NCCL needs the CUDA backend on both ends)
+  KvTransportFactory kv_factory;     // empty: TCP (a GPU worker's main passes NCCL ends)
 };
 
 class WorkerService {
  public:
   // `weights` must outlive the service.
-  WorkerService(const engine::ModelWeights* weights, WorkerOptions options);
+  // `engine` runs on `weights` (CPU or CUDA backend, built by the caller).
+  WorkerService(const engine::ModelWeights* weights, std::unique_ptr<engine::Engine> engine,
+                WorkerOptions options);
   ~WorkerService();
 
   Status start();  // binds HTTP (and the KV receiver), starts threads
@@ -87,12 +95,14 @@ class WorkerService {
   boost::asio::io_context io_;
   std::unique_ptr<net::HttpServer> http_;
   std::thread io_thread_;
-  engine::Engine engine_;
+  std::unique_ptr<engine::Engine> engine_;
   WorkerMetrics metrics_;
+  std::unique_ptr<GpuMetrics> gpu_metrics_;   // with a GPU engine only
+  std::atomic<int64_t> generated_tokens_{0};  // sampled tokens, for energy per token
   std::unique_ptr<EngineLoop> loop_;
-  std::unique_ptr<transport::TcpKvSender> sender_;      // prompt role
-  std::unique_ptr<KvReservations> reservations_;        // token role
-  std::unique_ptr<transport::TcpKvReceiver> receiver_;  // token role
+  std::unique_ptr<KvSenderEndpoint> sender_;      // prompt role
+  std::unique_ptr<KvReservations> reservations_;  // token role
+  std::unique_ptr<KvReceiverEndpoint> receiver_;  // token role
 
   // Engine-thread state.
   std::unordered_map<uint64_t, Prefill> prefills_;

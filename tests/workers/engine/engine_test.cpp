@@ -159,3 +159,75 @@ TEST_F(Stories, ContextLimitEndsGenerationWithLength) {
 
 }  // namespace
 }  // namespace splitwise::engine
+
+namespace splitwise::engine {
+namespace {
+
+// A backend that counts calls and delegates to the CPU runner: the engine must drive the
+// runner the factory built (as a worker does with the CUDA runner), sized by the engine.
+class CountingRunner final : public Runner {
+ public:
+  CountingRunner(const ModelWeights* w, int blocks, int block_size)
+      : inner_(w, blocks, block_size) {}
+  const ModelConfig& config() const override { return inner_.config(); }
+  int num_kv_blocks() const override { return inner_.num_kv_blocks(); }
+  int block_size() const override { return inner_.block_size(); }
+  Status forward(std::span<const SequenceChunk> batch, std::vector<float>* logits,
+                 const LayerListener& on_layer) override {
+    ++forwards;
+    return inner_.forward(batch, logits, on_layer);
+  }
+  KvMemoryInfo kv_memory() const override { return inner_.kv_memory(); }
+  std::byte* key_block(int layer, BlockId b) override { return inner_.key_block(layer, b); }
+  std::byte* value_block(int layer, BlockId b) override { return inner_.value_block(layer, b); }
+  int forwards = 0;
+
+ private:
+  ModelRunner inner_;
+};
+
+TEST_F(Stories, CreateDrivesTheFactoryRunnerWithTheSameTokens) {
+  const auto reqs = eight_requests(0.0f);
+  EngineConfig cfg;
+  cfg.num_kv_blocks = 40;
+  Engine plain(&weights, cfg);
+  const auto want = run(plain, reqs);
+  CountingRunner* made = nullptr;
+  int asked_blocks = 0;
+  auto engine =
+      Engine::create(&weights, cfg, [&](int blocks, int bs) -> Result<std::unique_ptr<Runner>> {
+        asked_blocks = blocks;
+        auto r = std::make_unique<CountingRunner>(&weights, blocks, bs);
+        made = r.get();
+        return std::unique_ptr<Runner>(std::move(r));
+      });
+  ASSERT_TRUE(engine.ok()) << engine.status().message();
+  EXPECT_EQ(asked_blocks, 40);
+  EXPECT_EQ(&(*engine)->runner(), made);
+  EXPECT_EQ(run(**engine, reqs), want);
+  EXPECT_EQ(made->forwards, (*engine)->stats().steps);
+}
+
+TEST_F(Stories, CreateReportsAFailingFactory) {
+  auto engine =
+      Engine::create(&weights, EngineConfig{}, [](int, int) -> Result<std::unique_ptr<Runner>> {
+        return Status::error("GPU out of memory");
+      });
+  ASSERT_FALSE(engine.ok());
+  EXPECT_EQ(engine.status().message(), "GPU out of memory");
+}
+
+TEST_F(Stories, KvElementBytesSizesTheCache) {
+  EngineConfig cfg;
+  cfg.kv_cache_bytes = size_t{4} << 20;
+  Engine fp32(&weights, cfg);
+  cfg.kv_element_bytes = 2;
+  Engine bf16(&weights, cfg);
+  // Half the bytes per element: twice the blocks in the same memory (up to the cap).
+  const size_t per_block = size_t{16} * weights.config.kv_dim() * weights.config.num_layers * 2;
+  EXPECT_EQ(fp32.num_kv_blocks(), static_cast<int>((size_t{4} << 20) / (4 * per_block)));
+  EXPECT_EQ(bf16.num_kv_blocks(), static_cast<int>((size_t{4} << 20) / (2 * per_block)));
+}
+
+}  // namespace
+}  // namespace splitwise::engine

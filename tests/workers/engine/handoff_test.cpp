@@ -52,19 +52,17 @@ TEST_F(Split, LayerwiseHandoffGivesTheSameTokensAsOneEngine) {
 
   const int layers = weights.config.num_layers;
   std::map<SeqId, int> last_layer;
-  const size_t block_floats = prompt.runner().block_floats();
+  const size_t half_block = prompt.runner().kv_memory().half_block_bytes;
   prompt.set_handoff_listener([&](int layer, std::span<const HandoffChunk> chunks) {
     for (const HandoffChunk& c : chunks) {
       // Layers arrive in order within a step.
       EXPECT_EQ(layer, (last_layer.count(c.id) ? last_layer[c.id] + 1 : 0) % layers);
       last_layer[c.id] = layer;
       for (int b = c.first_block; b < c.first_block + c.num_blocks; ++b) {
-        const size_t src = static_cast<size_t>(c.blocks[b]) * block_floats;
-        const size_t dst = static_cast<size_t>(dest[c.id][b]) * block_floats;
-        std::memcpy(token.runner().key_cache(layer) + dst, prompt.runner().key_cache(layer) + src,
-                    block_floats * sizeof(float));
-        std::memcpy(token.runner().value_cache(layer) + dst,
-                    prompt.runner().value_cache(layer) + src, block_floats * sizeof(float));
+        std::memcpy(token.runner().key_block(layer, dest[c.id][b]),
+                    prompt.runner().key_block(layer, c.blocks[b]), half_block);
+        std::memcpy(token.runner().value_block(layer, dest[c.id][b]),
+                    prompt.runner().value_block(layer, c.blocks[b]), half_block);
       }
     }
   });

@@ -28,7 +28,7 @@ constexpr auto kReceiverBudget = std::chrono::seconds(4);
 // Header fields as (offset, size), for mutations that keep the header CRC valid.
 constexpr std::pair<size_t, size_t> kFields[] = {{4, 2},  {6, 2},  {8, 8},  {16, 4}, {20, 4},
                                                  {24, 4}, {28, 4}, {32, 4}, {36, 4}, {40, 4},
-                                                 {44, 4}, {48, 8}, {56, 4}};
+                                                 {44, 4}, {48, 4}, {52, 2}, {54, 2}, {56, 4}};
 
 class Mutator {
  public:
@@ -47,7 +47,12 @@ class Mutator {
       h = testing::layer_header(kLayout, h.request, below(kLayout.num_layers), below(6), below(5));
       return testing::make_frame(h, testing::random_bytes(rng_, h.num_blocks * 32));
     }
-    h.kind = pick < 9 ? FrameKind::kDone : FrameKind::kAbort;
+    if (pick == 9 && below(2)) {  // a HELLO: answered with REFUSE, the stream goes on
+      h.kind = FrameKind::kHello;
+      h.request = 0;
+      return testing::make_frame(h, testing::random_bytes(rng_, kHelloPayloadBytes));
+    }
+    h.kind = pick < 8 ? FrameKind::kDone : FrameKind::kAbort;
     h.first_token = static_cast<int32_t>(rng_());
     return testing::make_frame(h, {});
   }
@@ -90,8 +95,10 @@ class Mutator {
         const auto [off, size] = kFields[below(std::size(kFields))];
         const uint64_t v = field_value();
         for (size_t i = 0; i < size; ++i) bytes[off + i] = static_cast<std::byte>(v >> (8 * i));
-        const uint32_t crc = crc32c(std::span(bytes.data(), 60));
-        for (int i = 0; i < 4; ++i) bytes[60 + i] = static_cast<std::byte>(crc >> (8 * i));
+        const uint32_t crc = crc32c(std::span(bytes.data(), kHeaderCrcOffset));
+        for (int i = 0; i < 4; ++i) {
+          bytes[kHeaderCrcOffset + i] = static_cast<std::byte>(crc >> (8 * i));
+        }
         return false;
       }
       case 4:  // pure garbage
@@ -108,12 +115,22 @@ class Mutator {
 
 // Whatever decode_header accepts must be internally consistent.
 void expect_sane(const FrameHeader& h) {
-  ASSERT_TRUE(h.kind == FrameKind::kLayer || h.kind == FrameKind::kDone ||
-              h.kind == FrameKind::kAbort);
+  ASSERT_GE(static_cast<int>(h.kind), 1);
+  ASSERT_LE(static_cast<int>(h.kind), 6);
+  ASSERT_LE(static_cast<int>(h.layout.format), 2);
   if (h.kind != FrameKind::kLayer) {
-    ASSERT_EQ(h.payload_bytes, 0u);
+    ASSERT_EQ(h.flags, 0u);
+    ASSERT_EQ(h.num_blocks, 0u);
+    if (h.kind == FrameKind::kHello) {
+      ASSERT_EQ(h.payload_bytes, kHelloPayloadBytes);
+    } else if (h.kind == FrameKind::kRefuse) {
+      ASSERT_LE(h.payload_bytes, kMaxRefuseReasonBytes);
+    } else {
+      ASSERT_EQ(h.payload_bytes, 0u);
+    }
     return;
   }
+  ASSERT_EQ(h.flags & ~kFrameFlagOutOfBand, 0u);
   ASSERT_LE(h.num_blocks, kMaxFrameBlocks);
   ASSERT_LE(h.payload_bytes, kMaxPayloadBytes);
   ASSERT_EQ(h.payload_bytes, uint64_t{h.num_blocks} * 2 * h.half_block_bytes);

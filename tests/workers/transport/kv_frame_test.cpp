@@ -16,7 +16,7 @@ std::vector<std::byte> bytes_of(const std::string& s) {
   return out;
 }
 
-const KvLayout kLayout{32, 16, 1024};  // half block = 16 * 1024 * 4 = 64 KiB
+const KvLayout kLayout{32, 16, 1024};  // half block = 16 * 1024 * 4 = 64 KiB (cpu-f32)
 
 FrameHeader sample_layer() {
   FrameHeader h;
@@ -36,8 +36,8 @@ FrameHeader sample_layer() {
 // field checks (not the CRC) must catch the change.
 EncodedHeader patched(EncodedHeader h, size_t off, std::vector<uint8_t> value) {
   for (size_t i = 0; i < value.size(); ++i) h[off + i] = std::byte{value[i]};
-  const uint32_t crc = crc32c(std::span(h.data(), 60));
-  for (int i = 0; i < 4; ++i) h[60 + i] = static_cast<std::byte>(crc >> (8 * i));
+  const uint32_t crc = crc32c(std::span(h.data(), kHeaderCrcOffset));
+  for (int i = 0; i < 4; ++i) h[kHeaderCrcOffset + i] = static_cast<std::byte>(crc >> (8 * i));
   return h;
 }
 
@@ -95,7 +95,25 @@ TEST(KvFrameTest, RoundTripsEveryKind) {
   abort.kind = FrameKind::kAbort;
   abort.request = ~0ull;
   abort.layout = kLayout;
-  for (const FrameHeader& h : {layer, done, abort}) {
+  FrameHeader oob = sample_layer();
+  oob.flags = kFrameFlagOutOfBand;
+  oob.payload_crc = 0;
+  oob.layout.format = KvFormat::kGpuBf16;
+  oob.half_block_bytes = oob.layout.half_block_bytes();
+  oob.payload_bytes = uint64_t{oob.num_blocks} * 2 * oob.half_block_bytes;
+  FrameHeader hello;
+  hello.kind = FrameKind::kHello;
+  hello.layout = oob.layout;
+  hello.payload_bytes = kHelloPayloadBytes;
+  hello.payload_crc = 77;
+  FrameHeader accept;
+  accept.kind = FrameKind::kAccept;
+  accept.layout = kLayout;
+  FrameHeader refuse;
+  refuse.kind = FrameKind::kRefuse;
+  refuse.layout = kLayout;
+  refuse.payload_bytes = kMaxRefuseReasonBytes;
+  for (const FrameHeader& h : {layer, done, abort, oob, hello, accept, refuse}) {
     Result<FrameHeader> r = decode_header(encode_header(h));
     ASSERT_TRUE(r.ok()) << r.status().message();
     EXPECT_EQ(r->kind, h.kind);
@@ -106,7 +124,9 @@ TEST(KvFrameTest, RoundTripsEveryKind) {
     EXPECT_EQ(r->half_block_bytes, h.half_block_bytes);
     EXPECT_TRUE(r->layout == h.layout);
     EXPECT_EQ(r->first_token, h.first_token);
+    EXPECT_EQ(r->flags, h.flags);
     EXPECT_EQ(r->payload_bytes, h.payload_bytes);
+    EXPECT_EQ(r->stream_payload_bytes(), h.out_of_band() ? 0 : h.payload_bytes);
     EXPECT_EQ(r->payload_crc, h.payload_crc);
   }
 }
@@ -116,7 +136,7 @@ TEST(KvFrameTest, LittleEndianLayout) {
   const EncodedHeader h = encode_header(sample_layer());
   const auto at = [&](size_t i) { return static_cast<unsigned>(h[i]); };
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(h.data()), 4), "SWKV");
-  EXPECT_EQ(at(4), 1u);  // version
+  EXPECT_EQ(at(4), 2u);  // version
   EXPECT_EQ(at(5), 0u);
   EXPECT_EQ(at(6), 1u);                                      // kind LAYER
   for (int i = 0; i < 8; ++i) EXPECT_EQ(at(8 + i), 8u - i);  // request 0x0102..08
@@ -127,9 +147,76 @@ TEST(KvFrameTest, LittleEndianLayout) {
   EXPECT_EQ(at(32), 32u);                                    // num_layers
   EXPECT_EQ(at(36), 16u);                                    // block_size
   EXPECT_EQ(at(41), 4u);                                     // kv_dim 0x400
-  EXPECT_EQ(at(50), 6u);                                     // payload 0x60000
-  EXPECT_EQ(at(56), 0xEFu);                                  // payload crc, low byte first
+  EXPECT_EQ(at(50), 6u);                                     // payload 0x60000 (u32)
+  EXPECT_EQ(at(51), 0u);
+  EXPECT_EQ(at(52), 0u);     // format cpu-f32
+  EXPECT_EQ(at(54), 0u);     // flags
+  EXPECT_EQ(at(56), 0xEFu);  // payload crc, low byte first
   EXPECT_EQ(at(59), 0xDEu);
+
+  FrameHeader oob = sample_layer();
+  oob.layout.format = KvFormat::kGpuBf16;
+  oob.half_block_bytes = oob.layout.half_block_bytes();
+  oob.payload_bytes = uint64_t{oob.num_blocks} * 2 * oob.half_block_bytes;
+  oob.flags = kFrameFlagOutOfBand;
+  oob.payload_crc = 0;
+  const EncodedHeader o = encode_header(oob);
+  EXPECT_EQ(static_cast<unsigned>(o[52]), 2u);     // format gpu-bf16
+  EXPECT_EQ(static_cast<unsigned>(o[54]), 1u);     // OUT_OF_BAND
+  EXPECT_EQ(static_cast<unsigned>(o[29]), 0x80u);  // half_block_bytes 0x8000
+  EXPECT_TRUE(decode_header(o).ok());
+}
+
+TEST(KvFrameTest, FormatSetsTheElementSizeAndUnknownFormatsAreRejected) {
+  FrameHeader h = sample_layer();
+  h.layout.format = KvFormat::kGpuBf16;  // same shape, half the bytes
+  expect_rejected(encode_header(h), "half_block_bytes");
+  h.half_block_bytes /= 2;
+  h.payload_bytes /= 2;
+  ASSERT_TRUE(decode_header(encode_header(h)).ok());
+  EXPECT_EQ(decode_header(encode_header(h))->layout.format, KvFormat::kGpuBf16);
+  h.layout.format = KvFormat::kGpuF32;
+  expect_rejected(encode_header(h), "half_block_bytes");
+  expect_rejected(patched(encode_header(sample_layer()), 52, {3, 0}), "unknown KV format 3");
+  EXPECT_NE(layout_string(h.layout).find("gpu-f32"), std::string::npos);
+}
+
+TEST(KvFrameTest, FlagsAndLinkFramesAreChecked) {
+  const EncodedHeader good = encode_header(sample_layer());
+  expect_rejected(patched(good, 54, {2, 0}), "unknown flags");
+  // An out-of-band LAYER carries no checksum: nothing follows it on the stream.
+  FrameHeader oob = sample_layer();
+  oob.flags = kFrameFlagOutOfBand;
+  expect_rejected(encode_header(oob), "checksum");
+  oob.payload_crc = 0;
+  EXPECT_TRUE(decode_header(encode_header(oob)).ok());
+  oob.payload_bytes += 1;
+  expect_rejected(encode_header(oob), "payload length");
+
+  FrameHeader done;
+  done.kind = FrameKind::kDone;
+  done.layout = kLayout;
+  done.flags = kFrameFlagOutOfBand;
+  expect_rejected(encode_header(done), "out-of-band");
+
+  FrameHeader hello;
+  hello.kind = FrameKind::kHello;
+  hello.layout = kLayout;
+  hello.payload_bytes = kHelloPayloadBytes - 1;
+  expect_rejected(encode_header(hello), "HELLO frame with a payload of 127 bytes (expected 128)");
+  hello.payload_bytes = kHelloPayloadBytes;
+  hello.num_blocks = 1;
+  expect_rejected(encode_header(hello), "HELLO frame with 1 blocks");
+
+  FrameHeader refuse;
+  refuse.kind = FrameKind::kRefuse;
+  refuse.layout = kLayout;
+  refuse.payload_bytes = kMaxRefuseReasonBytes + 1;
+  expect_rejected(encode_header(refuse), "at most 1024");
+  FrameHeader accept = refuse;
+  accept.kind = FrameKind::kAccept;
+  accept.payload_bytes = 1;
+  expect_rejected(encode_header(accept), "ACCEPT frame with a payload");
 }
 
 TEST(KvFrameTest, EverySingleByteCorruptionIsRejected) {
@@ -146,12 +233,12 @@ TEST(KvFrameTest, EverySingleByteCorruptionIsRejected) {
 TEST(KvFrameTest, RejectsWrongMagicVersionAndKind) {
   const EncodedHeader good = encode_header(sample_layer());
   expect_rejected(patched(good, 0, {'S', 'W', 'K', 'X'}), "magic");
-  expect_rejected(patched(good, 4, {2, 0}), "version 2");
+  expect_rejected(patched(good, 4, {1, 0}), "version 1");  // the v1 format: named, not misread
   expect_rejected(patched(good, 4, {0, 1}), "version 256");
   expect_rejected(patched(good, 6, {0, 0}), "kind 0");
-  expect_rejected(patched(good, 6, {4, 0}), "kind 4");
+  expect_rejected(patched(good, 6, {7, 0}), "kind 7");
   EncodedHeader bad_crc = good;
-  bad_crc[61] ^= std::byte{1};
+  bad_crc[kHeaderCrcOffset + 1] ^= std::byte{1};
   expect_rejected(bad_crc, "checksum");
   EXPECT_TRUE(decode_header(patched(good, 0, {})).ok());  // re-sealing alone breaks nothing
 }
@@ -173,7 +260,7 @@ TEST(KvFrameTest, RejectsInconsistentPayloadLengths) {
   abort.kind = FrameKind::kAbort;
   abort.payload_bytes = 0;
   abort.num_blocks = 1;
-  expect_rejected(encode_header(abort), "ABORT frame with a payload");
+  expect_rejected(encode_header(abort), "ABORT frame with 1 blocks");
 }
 
 TEST(KvFrameTest, RejectsFramesBeyondLimits) {

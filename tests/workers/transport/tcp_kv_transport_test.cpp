@@ -258,6 +258,26 @@ TEST_F(TcpKvTransportTest, MismatchedLayoutIsRejectedAndNothingWritten) {
   EXPECT_EQ(receiver_.stats().frames_received, 0u);
 }
 
+TEST_F(TcpKvTransportTest, MismatchedFormatIsRejectedNamingBothFormats) {
+  // Same shape, other element type: a bf16 CUDA worker talking to an fp32 CPU worker.
+  KvLayout gpu = kLayout;
+  gpu.format = KvFormat::kGpuBf16;
+  std::vector<std::byte> k(gpu.half_block_bytes()), v(gpu.half_block_bytes());
+  TcpKvSender wrong(gpu);
+  wrong.start();
+  ASSERT_TRUE(sink_.reserve(5, 2));
+  const auto before = sink_.snapshot();
+  wrong.send_layer(to_, {5, 0, 0, {k.data()}, {v.data()}}, [](Status) {});
+  ASSERT_TRUE(sink_.wait_for(Event::kRejected, 1));
+  const Event e = sink_.events()[0];
+  EXPECT_EQ(e.request, 5u);
+  EXPECT_NE(e.reason.find("KV format mismatch: peer sends gpu-bf16, this worker holds cpu-f32"),
+            std::string::npos)
+      << e.reason;
+  EXPECT_EQ(sink_.snapshot(), before);
+  EXPECT_EQ(receiver_.stats().frames_received, 0u);
+}
+
 TEST_F(TcpKvTransportTest, TruncatedAndCorruptFramesWriteNothing) {
   ASSERT_TRUE(sink_.reserve(8, 2));
   const auto before = sink_.snapshot();

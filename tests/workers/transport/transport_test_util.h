@@ -44,8 +44,13 @@ class FakeKvSink final : public KvSink {
     std::string reason;
   };
 
-  FakeKvSink(KvLayout layout, uint32_t pool_blocks, uint32_t seed = 7)
-      : layout_(layout),
+  // `memory` kDevice only claims device memory (for the DeviceCopier paths): the pool is
+  // host memory either way, so a fake copier can memcpy into it and tests can read it.
+  FakeKvSink(KvLayout layout, uint32_t pool_blocks, uint32_t seed = 7,
+             MemoryKind memory = MemoryKind::kHost, int device = -1)
+      : memory_kind_(memory),
+        device_(device),
+        layout_(layout),
         half_(layout.half_block_bytes()),
         pool_blocks_(pool_blocks),
         memory_(2 * kCanaryBytes + pool_bytes(), kUnwritten),
@@ -66,6 +71,9 @@ class FakeKvSink final : public KvSink {
     }
     return true;
   }
+
+  MemoryKind memory() const override { return memory_kind_; }
+  int device() const override { return device_; }
 
   std::optional<Destination> destination(RequestId request, uint32_t layer,
                                          uint32_t index) override {
@@ -162,6 +170,8 @@ class FakeKvSink final : public KvSink {
     cv_.notify_all();
   }
 
+  const MemoryKind memory_kind_;
+  const int device_;
   const KvLayout layout_;
   const size_t half_;
   const uint32_t pool_blocks_;
