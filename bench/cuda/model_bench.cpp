@@ -169,7 +169,7 @@ int main(int argc, char** argv) {
   const double kv_token_bytes = 2.0 * c.num_layers * c.kv_dim() * 2;  // K+V, bf16
 
   // Decode: prefill each batch's prompts (chunks of up to 8192 tokens), then time steps.
-  for (const auto [batch, prompt_len] : {std::pair{1, 128}, std::pair{64, 512}}) {
+  for (const auto& [batch, prompt_len] : {std::pair{1, 128}, std::pair{64, 512}}) {
     std::vector<std::vector<engine::TokenId>> seqs(batch);
     std::vector<std::vector<engine::BlockId>> tables(batch);
     for (int i = 0; i < batch; ++i) {

@@ -49,7 +49,7 @@ template <>
 bf16 to_storage<bf16>(float f) {
   const uint16_t b = bf16_bits(f);
   bf16 r;
-  std::memcpy(&r, &b, 2);
+  std::memcpy(static_cast<void*>(&r), &b, 2);
   return r;
 }
 float from_storage(float x) { return x; }

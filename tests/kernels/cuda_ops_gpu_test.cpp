@@ -185,8 +185,11 @@ TYPED_TEST(CudaOps, RopeAndPagedKvWriteMatchCpu) {
       }
     }
     // Padding tokens and untouched slots keep the poison: nothing else was written.
-    for (size_t at = 0; at < written.size(); ++at)
-      if (!written[at]) ASSERT_TRUE(std::isnan(gk[at * c.hd]) && std::isnan(gv[at * c.hd])) << at;
+    for (size_t at = 0; at < written.size(); ++at) {
+      if (!written[at]) {
+        ASSERT_TRUE(std::isnan(gk[at * c.hd]) && std::isnan(gv[at * c.hd])) << at;
+      }
+    }
   }
 }
 
@@ -272,7 +275,9 @@ TEST_F(GemvGpu, MatchesDoubleReference) {
         DeviceArray<float> df(size_t(m) * n);
         df.poison();
         gemv_bf16(dx.get(), dw.get(), df.get(), m, n, k, false, nullptr);
-        if (!acc) EXPECT_LT(test::rel_l2(df.download(), ref), 1e-5) << m << "x" << n << "x" << k;
+        if (!acc) {
+          EXPECT_LT(test::rel_l2(df.download(), ref), 1e-5) << m << "x" << n << "x" << k;
+        }
       }
     }
   }

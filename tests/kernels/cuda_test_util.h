@@ -36,7 +36,7 @@ T to_storage(float x) {
     std::memcpy(&u, &r, 4);
     const uint16_t h = static_cast<uint16_t>(u >> 16);
     T out;
-    std::memcpy(&out, &h, 2);
+    std::memcpy(static_cast<void*>(&out), &h, 2);
     return out;
   }
 }
