@@ -65,53 +65,84 @@ Gemm::Plan& Gemm::plan_for(const void* x, const void* w, int m, int n, int k, DT
   SW_CUDA_REQUIRE(count > 0, "cuBLASLt has no algorithm for this GEMM");
   p.algo = found[0].algo;
 
-  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
-  SW_CUDA_CHECK(cudaStreamIsCapturing(stream, &capturing));
-  if (capturing == cudaStreamCaptureStatusNone) {
-    // Time the candidates into a scratch output (y may be accumulated into, so it must
-    // not be written while tuning). One-time cost per shape, at start-up.
-    void* scratch = nullptr;
-    SW_CUDA_CHECK(cudaMalloc(&scratch, static_cast<size_t>(m) * n * dtype_bytes(out)));
-    cudaEvent_t start, stop;
-    SW_CUDA_CHECK(cudaEventCreate(&start));
-    SW_CUDA_CHECK(cudaEventCreate(&stop));
-    const float one = 1.0f, zero = 0.0f;
-    float best = 1e30f;
-    for (int i = 0; i < count; ++i) {
-      if (found[i].state != CUBLAS_STATUS_SUCCESS) continue;
-      auto run = [&] {
-        return cublasLtMatmul(handle_, p.desc, &one, w, p.a, x, p.b, &zero, scratch, p.c, scratch,
-                              p.c, &found[i].algo, workspace_, workspace_bytes_, stream);
-      };
-      if (run() != CUBLAS_STATUS_SUCCESS) continue;  // warm-up; some candidates refuse
-      SW_CUDA_CHECK(cudaEventRecord(start, stream));
-      for (int r = 0; r < kTimedRuns; ++r) SW_CUBLAS_CHECK(run());
-      SW_CUDA_CHECK(cudaEventRecord(stop, stream));
-      SW_CUDA_CHECK(cudaEventSynchronize(stop));
-      float ms = 0.0f;
-      SW_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-      if (ms < best) {
-        best = ms;
-        p.algo = found[i].algo;
-      }
+  const Key bucket{m_bucket(m), n, k, static_cast<int>(in), static_cast<int>(out)};
+  if (auto t = tuned_.find(bucket); t != tuned_.end()) {
+    // The bucket's winner, if cuBLASLt accepts it for this exact m.
+    cublasLtMatmulHeuristicResult_t check{};
+    if (cublasLtMatmulAlgoCheck(handle_, p.desc, p.a, p.b, p.c, p.c, &t->second.algo, &check) ==
+            CUBLAS_STATUS_SUCCESS &&
+        check.workspaceSize <= workspace_bytes_)
+      p.algo = t->second.algo;
+    p.use_gemv = t->second.use_gemv;
+  } else {
+    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+    SW_CUDA_CHECK(cudaStreamIsCapturing(stream, &capturing));
+    if (capturing == cudaStreamCaptureStatusNone) {
+      const Choice c = tune(p, x, w, m, n, k, in, out, found.data(), count, stream);
+      p.algo = c.algo;
+      p.use_gemv = c.use_gemv;
+      tuned_.emplace(bucket, c);
     }
-    // Decode-sized bf16 products: our GEMV competes on the same footing.
-    if (in == DType::kBF16 && gemv_supported(x, w, m, k)) {
-      run_gemv(x, w, scratch, m, n, k, out, false, stream);  // warm-up
-      SW_CUDA_CHECK(cudaEventRecord(start, stream));
-      for (int r = 0; r < kTimedRuns; ++r) run_gemv(x, w, scratch, m, n, k, out, false, stream);
-      SW_CUDA_CHECK(cudaEventRecord(stop, stream));
-      SW_CUDA_CHECK(cudaEventSynchronize(stop));
-      float ms = 0.0f;
-      SW_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-      p.use_gemv = ms < best;
-    }
-    SW_CUDA_CHECK(cudaEventDestroy(start));
-    SW_CUDA_CHECK(cudaEventDestroy(stop));
-    SW_CUDA_CHECK(cudaStreamSynchronize(stream));
-    SW_CUDA_CHECK(cudaFree(scratch));
   }
   return plans_.emplace(key, p).first->second;
+}
+
+int Gemm::m_bucket(int m) {
+  if (m <= kGemvMaxRows) return m;  // decode sizes, each its own (the GEMV competes there)
+  int b = 1;
+  while (b < m) b *= 2;
+  return b;
+}
+
+Gemm::Choice Gemm::tune(Plan& p, const void* x, const void* w, int m, int n, int k, DType in,
+                        DType out, const cublasLtMatmulHeuristicResult_t* found, int count,
+                        cudaStream_t stream) {
+  // Candidates write into scratch (y may be accumulated into, so it must not be touched).
+  const size_t bytes = static_cast<size_t>(m) * n * dtype_bytes(out);
+  if (scratch_.bytes() < bytes) {
+    SW_CUDA_CHECK(cudaStreamSynchronize(stream));
+    scratch_ = DeviceBuffer(std::max(bytes, scratch_.bytes() * 2));
+  }
+  void* scratch = scratch_.get();
+  cudaEvent_t start, stop;
+  SW_CUDA_CHECK(cudaEventCreate(&start));
+  SW_CUDA_CHECK(cudaEventCreate(&stop));
+  auto time = [&](const auto& run) {
+    run();  // warm-up
+    SW_CUDA_CHECK(cudaEventRecord(start, stream));
+    for (int r = 0; r < kTimedRuns; ++r) run();
+    SW_CUDA_CHECK(cudaEventRecord(stop, stream));
+    SW_CUDA_CHECK(cudaEventSynchronize(stop));
+    float ms = 0.0f;
+    SW_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    return ms;
+  };
+  const float one = 1.0f, zero = 0.0f;
+  Choice best_choice{found[0].algo, false};
+  float best = 1e30f;
+  for (int i = 0; i < count; ++i) {
+    if (found[i].state != CUBLAS_STATUS_SUCCESS) continue;
+    const cublasLtMatmulAlgo_t* algo = &found[i].algo;
+    if (cublasLtMatmul(handle_, p.desc, &one, w, p.a, x, p.b, &zero, scratch, p.c, scratch, p.c,
+                       algo, workspace_, workspace_bytes_, stream) != CUBLAS_STATUS_SUCCESS)
+      continue;  // some candidates refuse at run time
+    const float ms = time([&] {
+      SW_CUBLAS_CHECK(cublasLtMatmul(handle_, p.desc, &one, w, p.a, x, p.b, &zero, scratch, p.c,
+                                     scratch, p.c, algo, workspace_, workspace_bytes_, stream));
+    });
+    if (ms < best) {
+      best = ms;
+      best_choice.algo = *algo;
+    }
+  }
+  // Decode-sized bf16 products: our GEMV competes on the same footing.
+  if (in == DType::kBF16 && gemv_supported(x, w, m, k)) {
+    const float ms = time([&] { run_gemv(x, w, scratch, m, n, k, out, false, stream); });
+    best_choice.use_gemv = ms < best;
+  }
+  SW_CUDA_CHECK(cudaEventDestroy(start));
+  SW_CUDA_CHECK(cudaEventDestroy(stop));
+  return best_choice;
 }
 
 int Gemm::gemv_shapes() const {

@@ -1,7 +1,9 @@
 // GEMMs of the CUDA backend through cuBLASLt: y[m, n] = x[m, k] . w[n, k]^T (+ y), row-major,
-// the weight layout of the CPU backend. The algorithm for each shape is chosen once, by
-// timing cuBLASLt's best heuristic candidates on the real operands, and cached with its
-// descriptors, so a steady-state call is one cublasLtMatmul with no host-side setup.
+// the weight layout of the CPU backend. The algorithm is chosen by timing cuBLASLt's best
+// heuristic candidates on the real operands once per (m bucket, n, k, types), m bucketed to
+// powers of two, since a serving engine sees every m up to its token budget; each exact
+// shape then caches its descriptors with the bucket's algorithm (when cuBLASLt accepts it
+// for that shape), so a steady-state call is one cublasLtMatmul with no host-side setup.
 #pragma once
 
 #include <cublasLt.h>
@@ -11,6 +13,7 @@
 #include <map>
 #include <tuple>
 
+#include "kernels/cuda/device_buffer.h"
 #include "kernels/cuda/dtype.cuh"
 
 namespace splitwise::kernels::cuda {
@@ -42,6 +45,13 @@ class Gemm {
     bool use_gemv = false;  // our decode GEMV timed faster than every cuBLASLt candidate
   };
   using Key = std::tuple<int, int, int, int, int>;  // m, n, k, in, out
+  struct Choice {
+    cublasLtMatmulAlgo_t algo{};
+    bool use_gemv = false;
+  };
+  static int m_bucket(int m);
+  Choice tune(Plan& p, const void* x, const void* w, int m, int n, int k, DType in, DType out,
+              const cublasLtMatmulHeuristicResult_t* found, int count, cudaStream_t stream);
   Plan& plan_for(const void* x, const void* w, int m, int n, int k, DType in, DType out,
                  cudaStream_t stream);
   void run_gemv(const void* x, const void* w, void* y, int m, int n, int k, DType out, bool acc,
@@ -50,7 +60,9 @@ class Gemm {
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
   size_t workspace_bytes_;
-  std::map<Key, Plan> plans_;
+  std::map<Key, Plan> plans_;    // by exact shape
+  std::map<Key, Choice> tuned_;  // by m bucket
+  DeviceBuffer scratch_;         // tuning output, grown (never freed) as shapes need
 };
 
 }  // namespace splitwise::kernels::cuda

@@ -130,8 +130,11 @@ __global__ void sample_kernel(float* __restrict__ logits,               // [rows
   const float row_max = sh.fval;
   __syncthreads();
   const int cand = best == row_max ? best_id : 0x7fffffff;
-  const int arg = IntReduce(sh.tmp.i).Reduce(cand, [](int a, int b) { return min(a, b); });
-  if (p.temperature < 1e-5f) {
+  int arg = IntReduce(sh.tmp.i).Reduce(cand, [](int a, int b) { return min(a, b); });
+  // A row of NaNs (or all -inf: bf16 overflow upstream) has no maximum; answer token 0, as
+  // the CPU's max_element does, rather than an id outside the vocabulary.
+  if (arg >= vocab) arg = 0;
+  if (p.temperature < 1e-5f || !isfinite(row_max)) {
     if (threadIdx.x == 0) tokens[blockIdx.x] = arg;
     return;
   }

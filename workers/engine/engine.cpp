@@ -10,6 +10,9 @@ Status validate_engine_config(const EngineConfig& c) {
   if (c.num_kv_blocks < 0) return Status::error("num_kv_blocks must be >= 0");
   if (c.scheduler.max_batch_tokens <= 0) return Status::error("max_batch_tokens must be > 0");
   if (c.scheduler.max_num_seqs <= 0) return Status::error("max_num_seqs must be > 0");
+  if (c.kv_element_bytes != 2 && c.kv_element_bytes != 4)
+    return Status::error("kv_element_bytes must be 2 (bf16) or 4 (fp32), got " +
+                         std::to_string(c.kv_element_bytes));
   return {};
 }
 
@@ -44,6 +47,14 @@ Result<std::unique_ptr<Engine>> Engine::create(const ModelWeights* weights,
   auto engine = std::unique_ptr<Engine>(new Engine(weights, cpu_free, nullptr));
   Result<std::unique_ptr<Runner>> runner = factory(engine->pool_.num_blocks(), config.block_size);
   if (!runner.ok()) return runner.status();
+  const Runner& r = **runner;
+  if (r.num_kv_blocks() < engine->pool_.num_blocks() || r.block_size() != config.block_size ||
+      r.config().vocab_size != weights->config.vocab_size ||
+      r.config().num_layers != weights->config.num_layers)
+    return Status::error(
+        "the backend does not match the engine: " + std::to_string(r.num_kv_blocks()) +
+        " KV blocks of " + std::to_string(r.block_size()) + " tokens for a pool of " +
+        std::to_string(engine->pool_.num_blocks()) + " of " + std::to_string(config.block_size));
   engine->runner_ = std::move(*runner);
   return engine;
 }

@@ -19,7 +19,7 @@ Status validate_batch(const ModelConfig& c, std::span<const SequenceChunk> batch
     if (s.num_logits < 0 || s.num_logits > n)
       return Status::error(where + ": num_logits " + std::to_string(s.num_logits) +
                            " outside [0, " + std::to_string(n) + "]");
-    if (s.start_pos < 0 || s.start_pos + n > c.max_position)
+    if (s.start_pos < 0 || s.start_pos > c.max_position - n)
       return Status::error(where + ": positions up to " + std::to_string(s.start_pos + n) +
                            " exceed the model's context of " + std::to_string(c.max_position));
     const int blocks_needed = (s.start_pos + n + block_size - 1) / block_size;

@@ -126,6 +126,13 @@ int main(int argc, char** argv) {
     spdlog::error("{}", engine.status().message());
     return 1;
   }
+  if (factory) {
+    // The GPU holds its own copy; the host's fp32 tensors (32 GB for an 8B model) would
+    // only count against the pod's memory limit. The engine keeps using the config.
+    engine::ModelWeights config_only;
+    config_only.config = weights->config;
+    *weights = std::move(config_only);
+  }
   worker::WorkerService service(&weights.value(), std::move(*engine), opts);
   if (Status st = service.start(); !st.ok()) {
     spdlog::error("{}", st.message());

@@ -37,12 +37,19 @@ Result<std::unique_ptr<CudaRunner>> CudaRunner::create(std::shared_ptr<const Dev
     return Status::error("the KV cache needs at least one block of at least one token");
   const size_t kv_bytes = size_t{2} * c.num_layers * num_kv_blocks * block_size * c.kv_dim() *
                           kc::dtype_bytes(weights->dtype());
+  // Everything the runner allocates up front, plus room for cuBLASLt's workspace and its
+  // tuning scratch: failing here with a message beats an abort at the first allocation.
+  constexpr size_t kMargin = size_t{256} << 20;
+  const size_t need =
+      kv_bytes + workspace_bytes(c, weights->dtype(), initial_shape(options, block_size)) + kMargin;
   size_t free_bytes = 0, total = 0;
   SW_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));
-  if (kv_bytes > free_bytes)
-    return Status::error("a KV cache of " + std::to_string(num_kv_blocks) + " blocks needs " +
-                         std::to_string(kv_bytes >> 20) + " MiB but the GPU has " +
-                         std::to_string(free_bytes >> 20) + " MiB free");
+  if (need > free_bytes)
+    return Status::error("a KV cache of " + std::to_string(num_kv_blocks) + " blocks (" +
+                         std::to_string(kv_bytes >> 20) + " MiB) and step workspaces need " +
+                         std::to_string(need >> 20) + " MiB but the GPU has " +
+                         std::to_string(free_bytes >> 20) +
+                         " MiB free: lower --kv-cache-mb or --max-batch-tokens");
   return std::unique_ptr<CudaRunner>(
       new CudaRunner(std::move(weights), num_kv_blocks, block_size, options));
 }
@@ -61,7 +68,7 @@ CudaRunner::CudaRunner(std::shared_ptr<const DeviceWeights> weights, int num_blo
   layer_events_.resize(c.num_layers);
   for (cudaEvent_t& e : layer_events_)
     SW_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
-  kv_ = kc::DeviceBuffer(2 * c.num_layers * num_blocks_ * half_block_bytes_);
+  kv_ = kc::DeviceBuffer(size_t{2} * c.num_layers * num_blocks_ * half_block_bytes_);
   const RopeTable rope = make_rope_table(c, c.max_position);
   rope_cos_ = kc::DeviceBuffer(rope.cos.size() * sizeof(float));
   rope_sin_ = kc::DeviceBuffer(rope.sin.size() * sizeof(float));
@@ -69,13 +76,34 @@ CudaRunner::CudaRunner(std::shared_ptr<const DeviceWeights> weights, int num_blo
       cudaMemcpy(rope_cos_.get(), rope.cos.data(), rope_cos_.bytes(), cudaMemcpyHostToDevice));
   SW_CUDA_CHECK(
       cudaMemcpy(rope_sin_.get(), rope.sin.data(), rope_sin_.bytes(), cudaMemcpyHostToDevice));
-  Shape initial;
-  initial.tokens = initial.logit_rows = std::max(1, options_.initial_tokens);
-  initial.decode_seqs = std::min(options_.max_graph_batch, initial.tokens);
-  initial.decode_max_context = options_.graph_max_context;
-  initial.decode_max_blocks = (options_.graph_max_context + block_size_ - 1) / block_size_;
-  initial.layout = layout_for(initial);
+  const Shape initial = initial_shape(options_, block_size_);
   reserve(initial);
+}
+
+CudaRunner::Shape CudaRunner::initial_shape(const CudaRunnerOptions& options, int block_size) {
+  Shape initial;
+  initial.tokens = std::max(1, options.initial_tokens);
+  // Logits are needed for one row per sequence (at most a graph batch in steady state),
+  // not per token: [tokens, vocab] fp32 would be 1 GiB for Llama 3 at 2048 tokens.
+  initial.logit_rows = std::min(initial.tokens, options.max_graph_batch);
+  initial.decode_seqs = std::min(options.max_graph_batch, initial.tokens);
+  initial.decode_max_context = options.graph_max_context;
+  initial.decode_max_blocks = (options.graph_max_context + block_size - 1) / block_size;
+  initial.layout = layout_for(initial);
+  return initial;
+}
+
+size_t CudaRunner::workspace_bytes(const ModelConfig& c, kc::DType dtype, const Shape& s) {
+  const size_t eb = kc::dtype_bytes(dtype), t = s.tokens, h = c.hidden_size;
+  const size_t per_token = (3 * h + c.q_dim() + 2 * c.kv_dim() + c.q_dim() +
+                            3 * static_cast<size_t>(c.intermediate_size)) *
+                           eb;
+  const size_t per_logit_row = h * eb + static_cast<size_t>(c.vocab_size) * sizeof(float) + 64;
+  const size_t ws = kc::decode_attention_workspace_floats(
+      std::max(s.decode_seqs, 1), c.num_heads, c.head_dim, std::max(s.decode_max_context, 1));
+  return t * per_token + s.logit_rows * per_logit_row + ws * sizeof(float) +
+         size_t(s.layout.total) * sizeof(int) +
+         size_t{2} * c.max_position * (c.head_dim / 2) * sizeof(float);  // RoPE tables
 }
 
 CudaRunner::~CudaRunner() {
@@ -142,7 +170,10 @@ void CudaRunner::reserve(const Shape& s) {
   cap_tokens_ = grow(s.tokens, cap_tokens_);
   cap_logits_ = grow(s.logit_rows, cap_logits_);
   cap_meta_ = grow(s.layout.total, cap_meta_);
-  cap_decode_ws_ = std::max(ws, cap_decode_ws_);
+  // Geometric growth: a long eager decode grows its workspace every partition otherwise,
+  // and each growth drops (and later re-captures) every graph.
+  cap_decode_ws_ =
+      ws <= cap_decode_ws_ ? cap_decode_ws_ : std::max(ws, cap_decode_ws_ + cap_decode_ws_ / 2);
   const size_t t = cap_tokens_, h = c.hidden_size;
   // Zeroed once: padding rows of a graph step read these and must not meet NaNs.
   auto alloc = [](size_t bytes) {

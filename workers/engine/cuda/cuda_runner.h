@@ -80,6 +80,9 @@ class CudaRunner final : public Runner {
              std::vector<float>* logits, std::vector<TokenId>* tokens,
              const LayerListener& on_layer);
   static Layout layout_for(const Shape& s);
+  // The shape the constructor reserves for, and the device bytes a shape's workspaces take.
+  static Shape initial_shape(const CudaRunnerOptions& options, int block_size);
+  static size_t workspace_bytes(const ModelConfig& c, kernels::cuda::DType dtype, const Shape& s);
   void reserve(const Shape& s);
   void enqueue_step(const Shape& s, const LayerListener& on_layer);
   template <typename T>
