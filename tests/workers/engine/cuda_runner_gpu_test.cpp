@@ -6,11 +6,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
-#include <sstream>
 
 #include "kernels/cuda/check.cuh"
 #include "tests/test_util.h"
+#include "tests/workers/engine/golden_files.h"
 #include "workers/engine/cuda/cuda_runner.h"
 #include "workers/engine/engine.h"
 #include "workers/engine/weights.h"
@@ -75,25 +74,6 @@ std::vector<std::vector<float>> run_logits(Runner& runner, const std::vector<Tok
   return rows;
 }
 
-std::vector<std::vector<float>> read_llama2c_logits(const std::filesystem::path& path,
-                                                    std::vector<TokenId>* tokens) {
-  std::vector<std::vector<float>> rows;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream ls(line);
-    std::string tag;
-    int pos, token;
-    ls >> tag >> pos >> token;
-    if (tag != "LOGITS") continue;
-    tokens->push_back(token);
-    rows.emplace_back();
-    float v;
-    while (ls >> v) rows.back().push_back(v);
-  }
-  return rows;
-}
-
 // Generates greedily for several requests through an engine (CPU runner when gpu is false).
 std::map<SeqId, std::vector<TokenId>> generate(const ModelWeights& w, bool gpu, DType dt,
                                                const std::vector<std::vector<TokenId>>& prompts,
@@ -147,8 +127,9 @@ TEST_F(CudaRunnerTest, Stories260KFp32LogitsMatchRunC) {
   SW_REQUIRE_SHARED(golden, "models/golden/s260_logits_n16_prompt_once.txt");
   auto w = load_model(model);
   ASSERT_TRUE(w.ok()) << w.status().message();
-  std::vector<TokenId> tokens;
-  const auto want = read_llama2c_logits(golden, &tokens);
+  const GoldenLogits g = read_llama2c_logits(golden);
+  const std::vector<TokenId>& tokens = g.tokens;
+  const auto& want = g.rows;
   ASSERT_EQ(want.size(), 16u);
   auto runner = make_runner(*w, DType::kF32, 8);
   ASSERT_NE(runner, nullptr);
@@ -206,12 +187,6 @@ TEST_F(CudaRunnerTest, PreemptionAndSeededSamplingRepeatAlone) {
     const auto alone = generate(*w, true, DType::kF32, {prompts[i]}, 40, 64, sp, true, id);
     EXPECT_EQ(batched.at(id), alone.at(id)) << "request " << id;
   }
-}
-
-bool in_top5(const std::vector<float>& logits, TokenId token) {
-  int larger = 0;
-  for (float v : logits) larger += v > logits[token];
-  return larger < 5;
 }
 
 TEST_F(CudaRunnerTest, TinyLlama3Bf16MatchesTransformersByTop5) {

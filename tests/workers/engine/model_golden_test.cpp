@@ -5,10 +5,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
-#include <sstream>
 
 #include "tests/test_util.h"
+#include "tests/workers/engine/golden_files.h"
 #include "workers/engine/model_runner.h"
 #include "workers/engine/weights.h"
 
@@ -77,29 +76,6 @@ double row_rel_error(const std::vector<float>& got, const std::vector<float>& re
   return d / max_abs(ref);
 }
 
-struct GoldenLogits {
-  std::vector<TokenId> tokens;
-  std::vector<std::vector<float>> rows;
-};
-
-GoldenLogits read_llama2c_logits(const std::filesystem::path& path) {
-  GoldenLogits g;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream ls(line);
-    std::string tag;
-    int pos, token;
-    ls >> tag >> pos >> token;
-    if (tag != "LOGITS") continue;  // TOK lines interleave with the logits
-    g.tokens.push_back(token);
-    g.rows.emplace_back();
-    float v;
-    while (ls >> v) g.rows.back().push_back(v);
-  }
-  return g;
-}
-
 TEST(Llama2cGolden, LogitsOfFirst16PositionsMatchRunC) {
   SW_REQUIRE_SHARED(model, "models/stories260K/stories260K.bin");
   SW_REQUIRE_SHARED(golden, "models/golden/s260_logits_n16_prompt_once.txt");
@@ -138,13 +114,6 @@ TEST(HfGolden, Stories260KSafetensorsMatchesLlama2cAndTransformers) {
     const auto want = c["greedy"].get<std::vector<TokenId>>();
     EXPECT_EQ(greedy(*w, prompt, static_cast<int>(want.size())), want);
   }
-}
-
-// Is `token` among the 5 largest entries of `logits`?
-bool in_top5(const std::vector<float>& logits, TokenId token) {
-  int larger = 0;
-  for (float v : logits) larger += v > logits[token];
-  return larger < 5;
 }
 
 TEST(HfGolden, TinyLlama3Bf16MatchesTransformers) {
