@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config git
   libopenblas-openmp-dev libcli11-dev libspdlog-dev nlohmann-json3-dev libicu-dev
-  libboost-dev prometheus-cpp-dev libyaml-cpp-dev
+  libboost-dev libssl-dev prometheus-cpp-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-format
 )

@@ -68,6 +68,9 @@ class HttpServer {
   // Exact-path routes; unknown paths get 404 and a known path with another method 405,
   // both with a JSON error body.
   void route(const std::string& method, const std::string& path, Handler handler);
+  // Answers every request whose path has no exact route (instead of the 404), for
+  // servers that route by pattern. Set before start().
+  void fallback(Handler handler);
   Status start();  // binds and listens; fails with a message naming host:port
   uint16_t port() const;
   // Stops accepting (the port is closed when this returns) and closes every connection

@@ -187,26 +187,33 @@ void Connection::dispatch() {
   req.body = std::move(msg.body());
 
   std::string path = req.target.substr(0, req.target.find('?'));
+  const Handler* handler = nullptr;
   auto route = server_->routes.find(path);
   if (route == server_->routes.end()) {
-    send_error(404, "no route for " + path);
-    return;
-  }
-  auto handler = route->second.find(req.method);
-  if (handler == route->second.end()) {
-    std::string allowed;
-    for (const auto& [method, unused] : route->second) {
-      allowed += (allowed.empty() ? "" : ", ") + method;
+    if (!server_->fallback) {
+      send_error(404, "no route for " + path);
+      return;
     }
-    send_error(405, "method " + req.method + " is not allowed for " + path, {{"Allow", allowed}});
-    return;
+    handler = &server_->fallback;
+  } else {
+    auto found = route->second.find(req.method);
+    if (found == route->second.end()) {
+      std::string allowed;
+      for (const auto& [method, unused] : route->second) {
+        allowed += (allowed.empty() ? "" : ", ") + method;
+      }
+      send_error(405, "method " + req.method + " is not allowed for " + path,
+                 {{"Allow", allowed}});
+      return;
+    }
+    handler = &found->second;
   }
 
   auto writer = std::make_shared<Writer>(shared_from_this(), seq_);
   writer_ = writer;
   if (buffer_.size() == 0 && !reading_) read_raw();  // watch for the client leaving
   try {
-    handler->second(std::move(req), std::move(writer));
+    (*handler)(std::move(req), std::move(writer));
   } catch (const std::exception& e) {
     // If the handler kept no reference, the writer's destructor answers 500.
     spdlog::error("http handler for {} threw: {}", path, e.what());

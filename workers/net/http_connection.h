@@ -35,6 +35,7 @@ struct ServerState {
   boost::asio::io_context& io;
   const ServerOptions options;
   std::map<std::string, std::map<std::string, Handler>> routes;  // path -> method -> handler
+  Handler fallback;  // for paths without a route; empty: 404
   std::atomic<bool> stopped{false};
 
   std::mutex acceptor_mu;                   // guards acceptor: stop() may run on any thread

@@ -169,6 +169,8 @@ void HttpServer::route(const std::string& method, const std::string& path, Handl
   impl_->state->routes[path][method] = std::move(handler);
 }
 
+void HttpServer::fallback(Handler handler) { impl_->state->fallback = std::move(handler); }
+
 Status HttpServer::start() {
   auto& state = *impl_->state;
   const auto& opts = state.options;

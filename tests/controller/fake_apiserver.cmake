@@ -1,0 +1,11 @@
+# Fake Kubernetes API server for the operator's tests (no real apiserver can run here).
+file(GLOB FAKE_APISERVER_SOURCES CONFIGURE_DEPENDS
+     ${CMAKE_CURRENT_LIST_DIR}/fake_apiserver.cpp ${CMAKE_CURRENT_LIST_DIR}/fake_apiserver_*.cpp)
+list(FILTER FAKE_APISERVER_SOURCES EXCLUDE REGEX ".*_test\\.cpp$")
+add_library(splitwise_fake_apiserver STATIC ${FAKE_APISERVER_SOURCES})
+target_include_directories(splitwise_fake_apiserver PUBLIC ${PROJECT_SOURCE_DIR})
+target_link_libraries(splitwise_fake_apiserver PUBLIC splitwise_net nlohmann_json::nlohmann_json
+                      spdlog::spdlog)
+if(TARGET fake_apiserver_test)
+  target_link_libraries(fake_apiserver_test PRIVATE splitwise_fake_apiserver)
+endif()
