@@ -69,10 +69,9 @@ void place(const PoolSpec& p, Json* pod_spec) {
           {"nodeAffinity",
            {{"requiredDuringSchedulingIgnoredDuringExecution",
              {{"nodeSelectorTerms",
-               Json::array({{{"matchExpressions",
-                              Json::array({{{"key", "nvidia.com/gpu.product"},
-                                            {"operator", "In"},
-                                            {"values", products}}})}}})}}}}}};
+               Json::array({{{"matchExpressions", Json::array({{{"key", "nvidia.com/gpu.product"},
+                                                                {"operator", "In"},
+                                                                {"values", products}}})}}})}}}}}};
   }
   if (!p.tolerations.is_null()) (*pod_spec)["tolerations"] = p.tolerations;
 }
@@ -106,7 +105,9 @@ ClusterRef cluster_ref(const Json& cluster) {
   return {m.value("name", ""), m.value("namespace", "default"), m.value("uid", "")};
 }
 
-std::string pool_name(const ClusterRef& ref, const std::string& pool) { return ref.name + "-" + pool; }
+std::string pool_name(const ClusterRef& ref, const std::string& pool) {
+  return ref.name + "-" + pool;
+}
 std::string router_name(const ClusterRef& ref) { return ref.name + "-router"; }
 std::string config_map_name(const ClusterRef& ref) { return ref.name + "-config"; }
 
@@ -134,9 +135,9 @@ Json build_config_map(const ClusterRef& ref, const ClusterSpec& spec) {
   // The router's worker list: each pool's headless Service (DNS name + port).
   Json workers = Json::array();
   for (const auto& [pool, p] : spec.pools) {
-    workers.push_back({{"role", pool},
-                       {"address", pool_name(ref, pool) + "." + ref.ns + ".svc:" +
-                                       std::to_string(kHttpPort)}});
+    workers.push_back(
+        {{"role", pool},
+         {"address", pool_name(ref, pool) + "." + ref.ns + ".svc:" + std::to_string(kHttpPort)}});
   }
   Json cm = {{"apiVersion", "v1"},
              {"kind", "ConfigMap"},
@@ -150,19 +151,19 @@ Json build_config_map(const ClusterRef& ref, const ClusterSpec& spec) {
 Json build_pool_deployment(const ClusterRef& ref, const ClusterSpec& spec, const std::string& pool,
                            const std::string& hash, const BuildOptions& options) {
   const PoolSpec& p = spec.pools.at(pool);
-  Json container = {{"name", "worker"},
-                    {"image", spec.image.empty() ? options.default_image : spec.image},
-                    {"command", Json::array({"splitwise-worker"})},
-                    {"args", worker_args(spec, pool, p)},
-                    {"ports", Json::array({{{"name", "http"}, {"containerPort", kHttpPort}},
-                                           {{"name", "kv"}, {"containerPort", kKvPort}}})},
-                    {"readinessProbe", http_probe("/health", 5)},
-                    {"livenessProbe", http_probe("/health", 10)},
-                    {"resources", pool_resources(p)},
-                    {"securityContext", container_security()},
-                    {"volumeMounts", Json::array({{{"name", "model"},
-                                                   {"mountPath", kModelMount},
-                                                   {"readOnly", true}}})}};
+  Json container = {
+      {"name", "worker"},
+      {"image", spec.image.empty() ? options.default_image : spec.image},
+      {"command", Json::array({"splitwise-worker"})},
+      {"args", worker_args(spec, pool, p)},
+      {"ports", Json::array({{{"name", "http"}, {"containerPort", kHttpPort}},
+                             {{"name", "kv"}, {"containerPort", kKvPort}}})},
+      {"readinessProbe", http_probe("/health", 5)},
+      {"livenessProbe", http_probe("/health", 10)},
+      {"resources", pool_resources(p)},
+      {"securityContext", container_security()},
+      {"volumeMounts",
+       Json::array({{{"name", "model"}, {"mountPath", kModelMount}, {"readOnly", true}}})}};
   if (p.on_gpu())
     container["env"] = Json::array({{{"name", "CUDA_DEVICE_ORDER"}, {"value", "PCI_BUS_ID"}}});
   Json pod_spec = {{"containers", Json::array({container})},
@@ -213,9 +214,9 @@ Json build_router_deployment(const ClusterRef& ref, const ClusterSpec& spec,
                     {{"name", "config"}, {"mountPath", kConfigMount}, {"readOnly", true}}})}};
   Json pod_spec = {
       {"containers", Json::array({container})},
-      {"volumes", Json::array({model_volume(spec),
-                               {{"name", "config"},
-                                {"configMap", {{"name", config_map_name(ref)}}}}})},
+      {"volumes",
+       Json::array({model_volume(spec),
+                    {{"name", "config"}, {"configMap", {{"name", config_map_name(ref)}}}}})},
       {"securityContext", {{"runAsNonRoot", true}, {"runAsUser", 65532}}}};
   return {{"apiVersion", "apps/v1"},
           {"kind", "Deployment"},
@@ -231,15 +232,15 @@ Json build_router_deployment(const ClusterRef& ref, const ClusterSpec& spec,
 }
 
 Json build_router_service(const ClusterRef& ref, const ClusterSpec& spec) {
-  return {{"apiVersion", "v1"},
-          {"kind", "Service"},
-          {"metadata", metadata(ref, router_name(ref), "router")},
-          {"spec",
-           {{"type", spec.router.service_type},
-            {"selector", selector_labels(ref, "router")},
-            {"ports", Json::array({{{"name", "http"},
-                                    {"port", spec.router.port},
-                                    {"targetPort", "http"}}})}}}};
+  return {
+      {"apiVersion", "v1"},
+      {"kind", "Service"},
+      {"metadata", metadata(ref, router_name(ref), "router")},
+      {"spec",
+       {{"type", spec.router.service_type},
+        {"selector", selector_labels(ref, "router")},
+        {"ports",
+         Json::array({{{"name", "http"}, {"port", spec.router.port}, {"targetPort", "http"}}})}}}};
 }
 
 Json build_service_monitor(const ClusterRef& ref) {
@@ -251,9 +252,8 @@ Json build_service_monitor(const ClusterRef& ref) {
              {{"matchLabels",
                {{"splitwise.io/cluster", ref.name},
                 {"app.kubernetes.io/managed-by", "splitwise-operator"}}}}},
-            {"endpoints", Json::array({{{"port", "http"},
-                                        {"path", "/metrics"},
-                                        {"interval", "15s"}}})}}}};
+            {"endpoints",
+             Json::array({{{"port", "http"}, {"path", "/metrics"}, {"interval", "15s"}}})}}}};
 }
 
 std::vector<Json> build_children(const ClusterRef& ref, const ClusterSpec& spec,

@@ -20,36 +20,48 @@ struct Reader {
   void bad(const std::string& field, const std::string& want, const Json& got) const {
     errors->push_back({field, "expected " + want + ", got " + got.dump()});
   }
-  void read(const Json& obj, const std::string& key, const std::string& field, std::string* out) const {
+  void read(const Json& obj, const std::string& key, const std::string& field,
+            std::string* out) const {
     if (const Json* v = at(obj, key)) {
-      if (v->is_string()) *out = v->get<std::string>();
-      else bad(field, "a string", *v);
+      if (v->is_string())
+        *out = v->get<std::string>();
+      else
+        bad(field, "a string", *v);
     }
   }
   void read(const Json& obj, const std::string& key, const std::string& field, int* out) const {
     if (const Json* v = at(obj, key)) {
-      if (v->is_number_integer()) *out = v->get<int>();
-      else bad(field, "an integer", *v);
+      if (v->is_number_integer())
+        *out = v->get<int>();
+      else
+        bad(field, "an integer", *v);
     }
   }
   void read(const Json& obj, const std::string& key, const std::string& field,
             std::optional<int>* out) const {
     if (const Json* v = at(obj, key)) {
-      if (v->is_number_integer()) *out = v->get<int>();
-      else bad(field, "an integer", *v);
+      if (v->is_number_integer())
+        *out = v->get<int>();
+      else
+        bad(field, "an integer", *v);
     }
   }
   void read(const Json& obj, const std::string& key, const std::string& field,
             std::optional<double>* out) const {
     if (const Json* v = at(obj, key)) {
-      if (v->is_number()) *out = v->get<double>();
-      else bad(field, "a number", *v);
+      if (v->is_number())
+        *out = v->get<double>();
+      else
+        bad(field, "a number", *v);
     }
   }
-  void read_object(const Json& obj, const std::string& key, const std::string& field, Json* out) const {
+  void read_object(const Json& obj, const std::string& key, const std::string& field,
+                   Json* out) const {
     if (const Json* v = at(obj, key)) {
-      if (v->is_object()) *out = *v;
-      else bad(field, "an object", *v);
+      if (v->is_object())
+        *out = *v;
+      else
+        bad(field, "an object", *v);
     }
   }
 };
@@ -70,16 +82,20 @@ PoolSpec parse_pool(const Json& j, const std::string& field, const Reader& r) {
       r.bad(field + ".nodeSelector", "an object of strings", *ns);
     } else {
       for (const auto& [k, v] : ns->items()) {
-        if (v.is_string()) p.node_selector[k] = v.get<std::string>();
-        else r.bad(field + ".nodeSelector." + k, "a string", v);
+        if (v.is_string())
+          p.node_selector[k] = v.get<std::string>();
+        else
+          r.bad(field + ".nodeSelector." + k, "a string", v);
       }
     }
   }
   r.read_object(j, "affinity", field + ".affinity", &p.affinity);
   r.read_object(j, "resources", field + ".resources", &p.resources);
   if (const Json* t = r.at(j, "tolerations")) {
-    if (t->is_array()) p.tolerations = *t;
-    else r.bad(field + ".tolerations", "a list", *t);
+    if (t->is_array())
+      p.tolerations = *t;
+    else
+      r.bad(field + ".tolerations", "a list", *t);
   }
   return p;
 }
@@ -118,7 +134,8 @@ ParsedSpec parse_spec(const Json& spec) {
     r.read(*m, "name", "spec.model.name", &s.model.name);
     r.read(*m, "path", "spec.model.path", &s.model.path);
     r.read(*m, "hostPath", "spec.model.hostPath", &s.model.host_path);
-    if (const Json* pvc = r.at(*m, "pvc")) r.read(*pvc, "claimName", "spec.model.pvc.claimName", &s.model.pvc);
+    if (const Json* pvc = r.at(*m, "pvc"))
+      r.read(*pvc, "claimName", "spec.model.pvc.claimName", &s.model.pvc);
   }
   if (const Json* pools = r.at(spec, "pools")) {
     if (!pools->is_object()) {
@@ -126,7 +143,8 @@ ParsedSpec parse_spec(const Json& spec) {
     } else {
       for (const auto& [name, pool] : pools->items()) {
         if (std::find(kPools.begin(), kPools.end(), name) == kPools.end()) {
-          out.errors.push_back({"spec.pools." + name, "unknown pool (known: prompt, token, mixed)"});
+          out.errors.push_back(
+              {"spec.pools." + name, "unknown pool (known: prompt, token, mixed)"});
           continue;
         }
         if (pool.is_null()) continue;
@@ -181,8 +199,9 @@ std::vector<FieldError> validate(const ClusterSpec& s) {
                std::to_string(*p.max_replicas) + ")");
     if (!p.gpu_type.empty())
       need(std::find(types.begin(), types.end(), p.gpu_type) != types.end(), f + ".gpuType",
-           "unknown GPU type \"" + p.gpu_type + "\" (known: H100, H200, A100, A100-40GB, L40S, "
-           "L4, A10G, CPU); use nodeSelector for others");
+           "unknown GPU type \"" + p.gpu_type +
+               "\" (known: H100, H200, A100, A100-40GB, L40S, "
+               "L4, A10G, CPU); use nodeSelector for others");
     need(!p.gpu_type.empty() || !p.node_selector.empty(), f + ".gpuType",
          "set gpuType (a known GPU) or an explicit nodeSelector");
     need(p.gpus_per_worker >= 1, f + ".gpusPerWorker", "must be >= 1");

@@ -202,8 +202,7 @@ void Connection::dispatch() {
       for (const auto& [method, unused] : route->second) {
         allowed += (allowed.empty() ? "" : ", ") + method;
       }
-      send_error(405, "method " + req.method + " is not allowed for " + path,
-                 {{"Allow", allowed}});
+      send_error(405, "method " + req.method + " is not allowed for " + path, {{"Allow", allowed}});
       return;
     }
     handler = &found->second;
