@@ -9,6 +9,7 @@
 
 #include "controller/api/yaml_json.h"
 #include "controller/builders.h"
+#include "tests/controller/examples.h"
 #include "tests/test_util.h"
 
 namespace splitwise::controller {
@@ -22,9 +23,7 @@ struct Example {
 };
 
 Example load(const std::string& name) {
-  auto j = yaml_to_json(testing::read_file(kSource / "crds/examples" / name));
-  EXPECT_TRUE(j.ok());
-  Example e{*j, {}};
+  Example e{load_example(name), {}};
   e.object["metadata"]["uid"] = "0b9e3c4a-5d6f-4a1b-9c8d-7e6f5a4b3c2d";
   ParsedSpec p = parse_spec(e.object["spec"]);
   EXPECT_TRUE(p.errors.empty());

@@ -6,19 +6,13 @@
 
 #include "controller/api/inference_cluster.h"
 #include "controller/api/yaml_json.h"
+#include "tests/controller/examples.h"
 #include "tests/test_util.h"
 
 namespace splitwise::controller {
 namespace {
 
-const std::filesystem::path kExamples =
-    std::filesystem::path(SPLITWISE_SOURCE_DIR) / "crds/examples";
-
-Json example(const std::string& name) {
-  auto j = yaml_to_json(testing::read_file(kExamples / name));
-  EXPECT_TRUE(j.ok()) << j.status().message();
-  return j.ok() ? *j : Json();
-}
+Json example(const std::string& name) { return load_example(name); }
 
 std::vector<FieldError> errors_of(const Json& spec) {
   ParsedSpec p = parse_spec(spec);

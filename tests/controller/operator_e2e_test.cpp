@@ -4,14 +4,13 @@
 
 #include <chrono>
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 #include <thread>
 
 #include "controller/api/yaml_json.h"
 #include "controller/kube/cluster_config.h"
 #include "controller/manager.h"
 #include "controller/reconciler.h"
+#include "tests/controller/examples.h"
 #include "tests/controller/fake_apiserver.h"
 
 namespace splitwise::controller {
@@ -19,15 +18,6 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-
-Json example(const std::string& file) {
-  std::ifstream in(std::string(SPLITWISE_SOURCE_DIR) + "/crds/examples/" + file);
-  std::stringstream text;
-  text << in.rdbuf();
-  auto j = yaml_to_json(text.str());
-  EXPECT_TRUE(j.ok());
-  return j.ok() ? *j : Json();
-}
 
 bool eventually(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
   const auto end = Clock::now() + timeout;
@@ -82,7 +72,7 @@ class OperatorE2E : public ::testing::Test {
 
 TEST_F(OperatorE2E, ApplyChangeAndDeleteACluster) {
   run_operator();
-  ASSERT_TRUE(fake_.create("inferenceclusters", example("splitwise-ha.yaml")).ok());
+  ASSERT_TRUE(fake_.create("inferenceclusters", load_example("splitwise-ha.yaml")).ok());
   ASSERT_TRUE(eventually([&] { return observed("inference", "llama3-8b-ha"); }, 10s));
   ASSERT_TRUE(fake_.get("deployments", "inference", "llama3-8b-ha-prompt"));
   ASSERT_TRUE(fake_.get("deployments", "inference", "llama3-8b-ha-token"));
@@ -122,7 +112,7 @@ TEST_F(OperatorE2E, ApplyChangeAndDeleteACluster) {
 TEST_F(OperatorE2E, TwoHundredClusters) {
   run_operator(4);
   fake_.reset_counters();
-  const Json base = example("all-h100.yaml");
+  const Json base = load_example("all-h100.yaml");
   constexpr int kClusters = 200;
   const auto start = Clock::now();
   for (int i = 0; i < kClusters; ++i) {

@@ -3,28 +3,18 @@
 
 #include <gtest/gtest.h>
 
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include "controller/api/yaml_json.h"
 #include "controller/kube/cluster_config.h"
 #include "controller/status.h"
+#include "tests/controller/examples.h"
 #include "tests/controller/fake_apiserver.h"
 
 namespace splitwise::controller {
 namespace {
 
 using namespace std::chrono_literals;
-
-Json load_example(const std::string& file) {
-  std::ifstream in(std::string(SPLITWISE_SOURCE_DIR) + "/crds/examples/" + file);
-  std::stringstream text;
-  text << in.rdbuf();
-  auto j = yaml_to_json(text.str());
-  EXPECT_TRUE(j.ok()) << j.status().message();
-  return j.ok() ? *j : Json();
-}
 
 std::string rv(const Json& object) { return object["metadata"]["resourceVersion"]; }
 
