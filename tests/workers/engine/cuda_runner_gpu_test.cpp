@@ -49,31 +49,6 @@ struct RunStats {
   int graphs = 0;  // CUDA graphs the runner captured
 };
 
-std::vector<std::vector<float>> run_logits(Runner& runner, const std::vector<TokenId>& tokens,
-                                           bool incremental) {
-  const int n = static_cast<int>(tokens.size());
-  std::vector<BlockId> table((n + 15) / 16);
-  // Blocks in reverse order: a runner that ignores the table reads the wrong slots.
-  for (int i = 0; i < static_cast<int>(table.size()); ++i)
-    table[i] = runner.num_kv_blocks() - 1 - i;
-  const int vocab = runner.config().vocab_size;
-  std::vector<std::vector<float>> rows;
-  std::vector<float> logits;
-  if (!incremental) {
-    SequenceChunk c{tokens, 0, table, n};
-    EXPECT_TRUE(runner.forward({&c, 1}, &logits).ok());
-    for (int i = 0; i < n; ++i)
-      rows.emplace_back(logits.begin() + i * vocab, logits.begin() + (i + 1) * vocab);
-    return rows;
-  }
-  for (int i = 0; i < n; ++i) {
-    SequenceChunk c{std::span<const TokenId>(tokens).subspan(i, 1), i, table, 1};
-    EXPECT_TRUE(runner.forward({&c, 1}, &logits).ok());
-    rows.push_back(logits);
-  }
-  return rows;
-}
-
 // Generates greedily for several requests through an engine (CPU runner when gpu is false).
 std::map<SeqId, std::vector<TokenId>> generate(const ModelWeights& w, bool gpu, DType dt,
                                                const std::vector<std::vector<TokenId>>& prompts,

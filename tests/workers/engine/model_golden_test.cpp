@@ -16,29 +16,11 @@ namespace {
 
 using Json = nlohmann::json;
 
-// Logits of every position of `tokens`, run as one prefill chunk or one token a step.
+// Logits of every position of `tokens` through a CPU runner sized for them.
 std::vector<std::vector<float>> run_logits(const ModelWeights& w,
                                            const std::vector<TokenId>& tokens, bool incremental) {
-  const int n = static_cast<int>(tokens.size());
-  ModelRunner runner(&w, (n + 15) / 16, 16);
-  std::vector<BlockId> table((n + 15) / 16);
-  for (int i = 0; i < static_cast<int>(table.size()); ++i) table[i] = i;
-  std::vector<std::vector<float>> rows;
-  std::vector<float> logits;
-  const int vocab = w.config.vocab_size;
-  if (!incremental) {
-    SequenceChunk c{tokens, 0, table, n};
-    EXPECT_TRUE(runner.forward({&c, 1}, &logits).ok());
-    for (int i = 0; i < n; ++i)
-      rows.emplace_back(logits.begin() + i * vocab, logits.begin() + (i + 1) * vocab);
-    return rows;
-  }
-  for (int i = 0; i < n; ++i) {
-    SequenceChunk c{std::span<const TokenId>(tokens).subspan(i, 1), i, table, 1};
-    EXPECT_TRUE(runner.forward({&c, 1}, &logits).ok());
-    rows.push_back(logits);
-  }
-  return rows;
+  ModelRunner runner(&w, (static_cast<int>(tokens.size()) + 15) / 16, 16);
+  return engine::run_logits(runner, tokens, incremental);
 }
 
 // Greedy continuation of `prompt` for `steps` tokens, one sequence.
