@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "workers/engine/batch_policy.h"
 #include "workers/engine/status.h"
 
 namespace splitwise::engine {
@@ -16,6 +17,8 @@ const char* to_string(FinishReason reason) {
       return "length";
     case FinishReason::kAborted:
       return "aborted";
+    case FinishReason::kHandoff:
+      return "handoff";
   }
   return "unknown";
 }
@@ -69,7 +72,7 @@ StepPlan Scheduler::schedule_decode_first() {
   for (size_t i = 0; i < running_.size() && budget > 0;) {
     SequenceState& seq = running_[i];
     const int remaining = static_cast<int>(seq.tokens.size()) - seq.num_computed;
-    const int count = std::min(remaining, budget);
+    const int count = prefill_chunk(remaining, budget);
     if (!kv_->reserve(seq.id, seq.num_computed + count)) {
       if (i + 1 == running_.size()) {
         // Nothing newer to evict: this one yields its own blocks.
@@ -92,7 +95,7 @@ StepPlan Scheduler::schedule_decode_first() {
   while (!waiting_.empty() && budget > 0 &&
          static_cast<int>(plan.chunks.size()) < config_.max_num_seqs && plan.preempted.empty()) {
     SequenceState& seq = waiting_.front();
-    const int count = std::min(static_cast<int>(seq.tokens.size()), budget);
+    const int count = prefill_chunk(static_cast<int>(seq.tokens.size()), budget);
     if (!kv_->reserve(seq.id, count)) break;
     plan.chunks.push_back({seq.id, 0, count, count == static_cast<int>(seq.tokens.size())});
     budget -= count;
@@ -114,7 +117,8 @@ bool decoding(const SequenceState& s) {
 
 bool Scheduler::preempt_decode_for_prefill(StepPlan& plan, std::deque<SequenceState>& evicted) {
   for (auto it = running_.rbegin(); it != running_.rend(); ++it) {
-    if (!decoding(*it) || it->num_preemptions >= config_.max_preemptions || in_plan(plan, it->id))
+    if (!decoding(*it) || !may_preempt(it->num_preemptions, config_.max_preemptions) ||
+        in_plan(plan, it->id))
       continue;
     SequenceState seq = std::move(*it);
     running_.erase(std::next(it).base());
@@ -140,7 +144,7 @@ StepPlan Scheduler::schedule_prefill_first() {
   for (SequenceState& seq : running_) {
     if (!room()) break;
     if (decoding(seq)) continue;
-    const int count = std::min(static_cast<int>(seq.tokens.size()) - seq.num_computed, budget);
+    const int count = prefill_chunk(static_cast<int>(seq.tokens.size()) - seq.num_computed, budget);
     if (!kv_->reserve(seq.id, seq.num_computed + count)) continue;
     plan.chunks.push_back({seq.id, seq.num_computed, count,
                            seq.num_computed + count == static_cast<int>(seq.tokens.size())});
@@ -150,7 +154,7 @@ StepPlan Scheduler::schedule_prefill_first() {
   // the cap wait at the front of the queue, so they are admitted first.
   while (!waiting_.empty() && room()) {
     SequenceState& seq = waiting_.front();
-    const int count = std::min(static_cast<int>(seq.tokens.size()), budget);
+    const int count = prefill_chunk(static_cast<int>(seq.tokens.size()), budget);
     bool fits = kv_->reserve(seq.id, count);
     while (!fits && preempt_decode_for_prefill(plan, evicted)) fits = kv_->reserve(seq.id, count);
     if (!fits) break;
@@ -170,7 +174,7 @@ StepPlan Scheduler::schedule_prefill_first() {
     bool fits = kv_->reserve(seq.id, seq.num_computed + 1);
     // A sequence at the preemption cap takes a block from a newer decode instead
     // (victims come after it in running_, so index i stays valid).
-    while (!fits && seq.num_preemptions >= config_.max_preemptions &&
+    while (!fits && !may_preempt(seq.num_preemptions, config_.max_preemptions) &&
            preempt_decode_for_prefill(plan, evicted))
       fits = kv_->reserve(seq.id, seq.num_computed + 1);
     if (!fits) {

@@ -26,6 +26,19 @@ RouterMetrics::RouterMetrics() : registry_(std::make_shared<prometheus::Registry
               .Help("Time from request arrival to its last token")
               .Register(r)
               .Add({}, latency);
+  // Powers of two up to 128k tokens: fine enough for the planner's length buckets.
+  Histogram::BucketBoundaries tokens;
+  for (double b = 1; b <= 131072; b *= 2) tokens.push_back(b);
+  prompt_tokens_ = &prometheus::BuildHistogram()
+                        .Name("splitwise_router_prompt_tokens")
+                        .Help("Prompt tokens of each finished request")
+                        .Register(r)
+                        .Add({}, tokens);
+  output_tokens_ = &prometheus::BuildHistogram()
+                        .Name("splitwise_router_output_tokens")
+                        .Help("Generated tokens of each finished request")
+                        .Register(r)
+                        .Add({}, tokens);
   requests_ = &prometheus::BuildCounter()
                    .Name("splitwise_router_requests_total")
                    .Help("Requests by outcome")
@@ -49,6 +62,10 @@ RouterMetrics::RouterMetrics() : registry_(std::make_shared<prometheus::Registry
 void RouterMetrics::ttft(double s) { ttft_->Observe(s); }
 void RouterMetrics::time_between_tokens(double s) { tbt_->Observe(s); }
 void RouterMetrics::end_to_end(double s) { e2e_->Observe(s); }
+void RouterMetrics::request_tokens(int64_t prompt_tokens, int64_t output_tokens) {
+  prompt_tokens_->Observe(static_cast<double>(prompt_tokens));
+  output_tokens_->Observe(static_cast<double>(output_tokens));
+}
 void RouterMetrics::request(const std::string& outcome) {
   requests_->Add({{"outcome", outcome}}).Increment();
 }

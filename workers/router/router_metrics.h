@@ -17,6 +17,8 @@ class RouterMetrics {
   void ttft(double seconds);
   void time_between_tokens(double seconds);
   void end_to_end(double seconds);
+  // Per finished request; the autoscaler reads the token-length mix from these.
+  void request_tokens(int64_t prompt_tokens, int64_t output_tokens);
   void request(const std::string& outcome);
   void failover();
   void inflight(int n);
@@ -28,6 +30,8 @@ class RouterMetrics {
   prometheus::Histogram* ttft_;
   prometheus::Histogram* tbt_;
   prometheus::Histogram* e2e_;
+  prometheus::Histogram* prompt_tokens_;
+  prometheus::Histogram* output_tokens_;
   prometheus::Family<prometheus::Counter>* requests_;
   prometheus::Counter* failovers_;
   prometheus::Gauge* inflight_;

@@ -242,6 +242,7 @@ void RouterService::handle_completion(net::HttpRequest req, std::shared_ptr<net:
         tail += call->matcher.flush();
     }
     metrics_.end_to_end(since(call->arrival));
+    metrics_.request_tokens(call->usage.prompt_tokens, call->usage.completion_tokens);
     metrics_.request(reason == FinishReason::kLength ? "length" : "stop");
     if (call->request.stream) {
       send_chunk(tail, reason);

@@ -66,6 +66,14 @@ WorkerMetrics::WorkerMetrics(const std::string& role)
                           .Help("From a request's first KV frame queued to its last one sent")
                           .Register(r)
                           .Add(role_label, time_buckets());
+  handoff_tail_seconds_ =
+      &BuildHistogram()
+           .Name("splitwise_worker_kv_handoff_tail_seconds")
+           .Help(
+               "KV handoff time not hidden behind the prompt's compute: from its first "
+               "token to its last KV frame sent")
+           .Register(r)
+           .Add(role_label, time_buckets());
   handoff_failures_ = &BuildCounter()
                            .Name("splitwise_worker_kv_handoff_failures_total")
                            .Help("KV handoffs that failed or frames rejected")
@@ -101,9 +109,10 @@ void WorkerMetrics::request_finished(const std::string& outcome) {
   requests_->Add({{"outcome", outcome}}).Increment();
 }
 
-void WorkerMetrics::handoff_sent(uint64_t bytes, double seconds) {
+void WorkerMetrics::handoff_sent(uint64_t bytes, double seconds, double tail_seconds) {
   handoff_sent_bytes_->Increment(static_cast<double>(bytes));
   handoff_seconds_->Observe(seconds);
+  handoff_tail_seconds_->Observe(tail_seconds);
 }
 
 void WorkerMetrics::handoff_received(uint64_t bytes) {

@@ -22,7 +22,9 @@ class WorkerMetrics {
   // Queue and KV gauges, refreshed from the snapshot when /metrics is scraped.
   void set_snapshot(const EngineSnapshot& s);
   void request_finished(const std::string& outcome);
-  void handoff_sent(uint64_t bytes, double seconds);
+  // seconds: first KV frame queued to last sent; tail_seconds: the part after the
+  // prompt's compute ended, which the layer-wise transfer could not hide.
+  void handoff_sent(uint64_t bytes, double seconds, double tail_seconds);
   void handoff_received(uint64_t bytes);
   void handoff_failed();
 
@@ -47,6 +49,7 @@ class WorkerMetrics {
   prometheus::Counter* handoff_sent_bytes_;
   prometheus::Counter* handoff_received_bytes_;
   prometheus::Histogram* handoff_seconds_;
+  prometheus::Histogram* handoff_tail_seconds_;
   prometheus::Counter* handoff_failures_;
   prometheus::Family<prometheus::Counter>* requests_;
 };

@@ -241,6 +241,7 @@ void WorkerService::on_step(engine::Engine& e, const std::vector<engine::StepRes
     }
     Prefill& p = it->second;
     p.first_token = r.token;
+    p.computed = std::chrono::steady_clock::now();
     if (!p.failed) {
       p.done_queued = true;
       ++p.outstanding;
@@ -317,8 +318,9 @@ void WorkerService::maybe_finish_prefill(uint64_t id) {
   }
   if (!handed_off || !p.done_completed) return;
   engine_->release(static_cast<engine::SeqId>(id));
-  metrics_.handoff_sent(
-      p.bytes, std::chrono::duration<double>(std::chrono::steady_clock::now() - p.start).count());
+  const auto now = std::chrono::steady_clock::now();
+  metrics_.handoff_sent(p.bytes, std::chrono::duration<double>(now - p.start).count(),
+                        std::chrono::duration<double>(now - p.computed).count());
   metrics_.request_finished("handoff");
   p.writer->respond(200, "application/json",
                     nlohmann::json{{"first_token", p.first_token}, {"kv_bytes", p.bytes}}.dump());

@@ -60,6 +60,7 @@ class WorkerService {
     std::shared_ptr<net::ResponseWriter> writer;
     transport::Endpoint target;
     std::chrono::steady_clock::time_point start;
+    std::chrono::steady_clock::time_point computed;  // the prompt's last layer ran
     uint64_t bytes = 0;
     int outstanding = 0;  // frames queued and not completed
     bool failed = false;
