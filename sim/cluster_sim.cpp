@@ -224,9 +224,9 @@ void ClusterSim::handle(const Event& e) {
     }
     case kMachineReady: {
       Machine& mm = *machines_[e.a];
-      if (mm.ready) break;
+      // Billed from the request for it (a starting machine costs), so not reset here.
+      if (mm.ready || mm.gone) break;
       mm.ready = true;
-      stats_[e.a].started = now_;  // billed from when it serves
       refresh_view(e.a);
       if (mm.draining) maybe_retire(e.a);
       retry_held();
@@ -298,18 +298,24 @@ void ClusterSim::join_decode(Machine& mm, int r) {
 
 // Recompute-style preemption of the newest decode that may still be preempted: its KV
 // goes back and it re-enters the prefill queue at the front with prompt + generated.
-void ClusterSim::preempt_newest(Machine& mm, int m) {
+void ClusterSim::preempt_newest(Machine& mm, int m, bool force) {
   for (auto it = mm.admission.rbegin(); it != mm.admission.rend(); ++it) {
     const int r = *it;
     ReqState& st = state_[r];
-    if (!engine::may_preempt(records_[r].preemptions, spec_.batching.max_preemptions)) continue;
+    if (!force && !engine::may_preempt(records_[r].preemptions, spec_.batching.max_preemptions))
+      continue;
     const int64_t done = mm.decode_iter - st.join_iter;  // tokens since it joined
     const int64_t held = st.ctx_join + done;
     mm.ctx -= held;
     mm.kv_used -= held;
     --mm.batch;
     ++st.epoch;
-    ++records_[r].preemptions;
+    // The cap bounds how often a sequence is evicted for others; yielding its own blocks
+    // to a full cache is counted apart.
+    if (engine::may_preempt(records_[r].preemptions, spec_.batching.max_preemptions))
+      ++records_[r].preemptions;
+    else
+      ++records_[r].forced_evictions;
     st.tokens_left = st.left_at_join - static_cast<int>(done);
     st.prefill_len = st.prefill_left = static_cast<int>(held);
     mm.waiting.push_front(r);
@@ -348,7 +354,7 @@ void ClusterSim::start_iteration(int m) {
         // Prompts come first on a mixed machine and may evict decodes for room.
         while (free_kv(mm) < count && !mm.admission.empty()) {
           const int64_t before = mm.batch;
-          preempt_newest(mm, m);
+          preempt_newest(mm, m, false);
           if (mm.batch == before) break;
         }
         if (free_kv(mm) < count) break;
@@ -367,12 +373,17 @@ void ClusterSim::start_iteration(int m) {
   if (mm.batch > 0) {
     // Decodes run if the whole batch fits in what the prompts left of the budget (on a
     // mixed machine a prompt can stall them: that is the interference Splitwise avoids).
-    bool run = mm.role == Role::kToken || mm.batch <= budget;
+    // A batch larger than the whole budget runs when no prompt does: the engine would
+    // run it over several steps, at about the same cost per token.
+    bool run = mm.role == Role::kToken || mm.batch <= budget || mm.chunks.empty();
     if (run && mm.role == Role::kMixed) {
+      // A decode that finds no KV room evicts a newer one that may still be preempted,
+      // else the newest yields its own blocks even at the cap (as the engine does): a
+      // full cache must never stop the machine.
       while (free_kv(mm) < mm.batch && !mm.admission.empty()) {
         const int64_t before = mm.batch;
-        preempt_newest(mm, m);
-        if (mm.batch == before) break;
+        preempt_newest(mm, m, false);
+        if (mm.batch == before) preempt_newest(mm, m, true);
       }
       run = mm.batch > 0 && free_kv(mm) >= mm.batch;
     }

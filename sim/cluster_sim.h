@@ -52,7 +52,8 @@ struct RequestRecord {
   int prompt_machine = -1;  // the machine that ran the prefill (mixed: the only one)
   int token_machine = -1;   // split requests only
   double kv_tail_s = 0;     // KV handoff time not hidden behind the prefill
-  int preemptions = 0;
+  int preemptions = 0;       // evicted for a prompt or another decode, up to the cap
+  int forced_evictions = 0;  // at the cap, yielded its blocks to a full cache
   bool rejected = false;  // no machine could ever hold it
   bool completed() const { return finish >= 0; }
   double ttft() const { return first_token - arrival; }
@@ -118,7 +119,8 @@ class ClusterSim {
   void end_iteration(int m);
   void prompt_done(int m, int r, double end);
   void join_decode(Machine& mm, int r);
-  void preempt_newest(Machine& mm, int m);
+  // force: even a sequence at the preemption cap (it yields its own blocks).
+  void preempt_newest(Machine& mm, int m, bool force);
   void maybe_retire(int m);
   void refresh_view(int m);
   int64_t free_kv(const Machine& mm) const;

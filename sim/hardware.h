@@ -42,6 +42,7 @@ struct MachineSpec {
   double kv_handoff_overhead_s = 0;
   double cost_per_hour = 0;  // $ per machine-hour
   double power = 0;          // the paper's power units per machine (DGX)
+  double gpu_kw = 0;         // board power per GPU (datasheet; capped: 70%), for kW budgets
   // The GPU type an InferenceCluster pool names for it (spec.pools.*.gpuType).
   std::string gpu_type;
 };

@@ -1,6 +1,7 @@
 #include "sim/perf_model.h"
 
 #include <algorithm>
+#include <charconv>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -61,6 +62,13 @@ std::vector<std::string> split_csv(const std::string& line) {
   return out;
 }
 
+// The whole cell must be a number ("50ms" is not 50).
+bool parse_number(const std::string& cell, double& out) {
+  const char* end = cell.data() + cell.size();
+  auto r = std::from_chars(cell.data(), end, out);
+  return r.ec == std::errc() && r.ptr == end && !cell.empty();
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
@@ -84,8 +92,8 @@ Result<PerfModel> PerfModel::from_csv(const std::filesystem::path& path, const M
       return Status::error(path.string() + ": header lacks column '" + need + "'");
 
   struct Row {
-    double prompt, batch, tokens, prompt_ms, token_ms;
-    int tp;
+    double prompt = 0, batch = 0, tokens = 0, prompt_ms = 0, token_ms = 0;
+    int tp = 0;
   };
   std::vector<Row> rows;
   int line_no = 1;
@@ -98,14 +106,21 @@ Result<PerfModel> PerfModel::from_csv(const std::filesystem::path& path, const M
                            std::to_string(cells.size()) + " cells, header has " +
                            std::to_string(header.size()));
     if (cells[col["model"]] != model.name || cells[col["hardware"]] != machine.hardware) continue;
-    try {
-      rows.push_back({std::stod(cells[col["prompt_size"]]), std::stod(cells[col["batch_size"]]),
-                      std::stod(cells[col["token_size"]]), std::stod(cells[col["prompt_time"]]),
-                      std::stod(cells[col["token_time"]]),
-                      std::stoi(cells[col["tensor_parallel"]])});
-    } catch (const std::exception&) {
-      return Status::error(path.string() + ":" + std::to_string(line_no) + ": not a number");
+    Row row;
+    double tp = 0;
+    const std::pair<const char*, double*> fields[] = {
+        {"prompt_size", &row.prompt},    {"batch_size", &row.batch},    {"token_size", &row.tokens},
+        {"prompt_time", &row.prompt_ms}, {"token_time", &row.token_ms}, {"tensor_parallel", &tp}};
+    for (const auto& [name, out] : fields) {
+      if (!parse_number(cells[col[name]], *out))
+        return Status::error(path.string() + ":" + std::to_string(line_no) + ": " + name + " '" +
+                             cells[col[name]] + "' is not a number");
     }
+    row.tp = static_cast<int>(tp);
+    if (row.tp != tp)
+      return Status::error(path.string() + ":" + std::to_string(line_no) +
+                           ": tensor_parallel is not a whole number");
+    rows.push_back(row);
   }
   if (tensor_parallel == 0)
     for (const Row& r : rows) tensor_parallel = std::max(tensor_parallel, r.tp);

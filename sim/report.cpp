@@ -11,6 +11,34 @@
 
 namespace splitwise::sim {
 
+namespace {
+std::string xml_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '\'':
+        out += "&apos;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+}  // namespace
+
 Percentiles percentiles(std::vector<double> v) {
   Percentiles p;
   if (v.empty()) return p;
@@ -185,7 +213,7 @@ Status write_latency_svg(const std::filesystem::path& path,
   svg << "<svg xmlns='http://www.w3.org/2000/svg' width='" << W << "' height='" << H
       << "' font-family='sans-serif' font-size='12'>\n<rect width='100%' height='100%' "
          "fill='white'/>\n<text x='"
-      << L << "' y='24' font-size='15'>" << title << "</text>\n";
+      << L << "' y='24' font-size='15'>" << xml_escape(title) << "</text>\n";
   svg << "<line x1='" << L << "' y1='" << H - B << "' x2='" << W - R << "' y2='" << H - B
       << "' stroke='black'/>\n<line x1='" << L << "' y1='" << T << "' x2='" << L << "' y2='"
       << H - B << "' stroke='black'/>\n";

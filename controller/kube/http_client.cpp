@@ -227,15 +227,32 @@ Result<HttpResponse> do_exchange(asio::io_context& ioc, Stream& stream, const Pa
 
   if constexpr (!std::is_same_v<Stream, beast::tcp_stream>) {
     // SNI only for names (RFC 6066 forbids IP literals); verification covers both.
-    if (!is_ip(url.host) && !SSL_set_tlsext_host_name(stream.native_handle(), url.host.c_str())) {
+    SSL* ssl = stream.native_handle();
+    const bool ip = is_ip(url.host);
+    if (!ip && !SSL_set_tlsext_host_name(ssl, url.host.c_str())) {
       return Status::error("setting TLS SNI for " + url.host);
     }
-    stream.set_verify_callback(asio::ssl::host_name_verification(url.host));
+    // OpenSSL's own name check rather than a verify callback: a mismatch then gets its
+    // own verify result ("hostname mismatch") instead of an unspecified failure.
+    X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+    if (!(ip ? X509_VERIFY_PARAM_set1_ip_asc(param, url.host.c_str())
+             : X509_VERIFY_PARAM_set1_host(param, url.host.c_str(), 0))) {
+      return Status::error("setting the TLS peer name " + url.host);
+    }
     lowest.expires_at(deadline);
     ec = run_op(ioc, [&](auto handler) {
       stream.async_handshake(asio::ssl::stream_base::client, handler);
     });
-    if (ec) return failed("TLS handshake with", ec);
+    if (ec) {
+      Status status = failed("TLS handshake with", ec);
+      // "certificate verify failed" alone cannot tell an unknown CA from a wrong name.
+      const long verify = SSL_get_verify_result(ssl);
+      if (verify == X509_V_OK || SSL_get_verify_mode(ssl) == SSL_VERIFY_NONE ||
+          (cancel && cancel->cancelled())) {
+        return status;
+      }
+      return Status::error(status.message() + " (" + X509_verify_cert_error_string(verify) + ")");
+    }
   }
 
   lowest.expires_at(deadline);
