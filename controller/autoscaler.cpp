@@ -123,7 +123,9 @@ Decision Autoscaler::decide(double now, const AutoscalingSpec& spec, const LoadO
     std::string grow;
     int most = 0;
     for (const auto& [name, p] : pools) {
-      const int inc = d.pools[name].replicas - p.replicas;
+      // Only growth beyond both the current size and the floor (minReplicas, and never 0)
+      // is the budget's to trim.
+      const int inc = d.pools[name].replicas - std::max({p.replicas, p.min_replicas, 1});
       if (inc > most) most = inc, grow = name;
     }
     if (grow.empty()) break;  // already over without growing: never shrink for budget here

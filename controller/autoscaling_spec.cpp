@@ -43,9 +43,12 @@ Result<AutoscalingSpec> parse_autoscaling(const Json& a, std::vector<FieldError>
   number("intervalSeconds", s.interval_seconds, 1, false);
   number("scaleUpStabilizationSeconds", s.scale_up_window_seconds, 0, false);
   number("scaleDownStabilizationSeconds", s.scale_down_window_seconds, 0, false);
-  double step = s.max_step;
-  number("maxStep", step, 1, false);
-  s.max_step = static_cast<int>(step);
+  if (a.contains("maxStep")) {
+    if (!a["maxStep"].is_number_integer() || a["maxStep"].get<int64_t>() < 1)
+      errors->push_back({field("maxStep"), "must be an integer >= 1"});
+    else
+      s.max_step = static_cast<int>(a["maxStep"].get<int64_t>());
+  }
   number("targetUtilization", s.target_utilization, 0, true);
   if (s.target_utilization > 1)
     errors->push_back({field("targetUtilization"), "must be in (0, 1]"});
@@ -61,9 +64,12 @@ Result<AutoscalingSpec> parse_autoscaling(const Json& a, std::vector<FieldError>
         else
           out = b[name].get<double>();
       };
-      double gpus = 0;
-      bnum("gpus", gpus);
-      s.budget_gpus = static_cast<int>(gpus);
+      if (b.contains("gpus")) {
+        if (!b["gpus"].is_number_integer() || b["gpus"].get<int64_t>() <= 0)
+          errors->push_back({field("budget.gpus"), "must be a positive integer"});
+        else
+          s.budget_gpus = static_cast<int>(b["gpus"].get<int64_t>());
+      }
       bnum("costPerHour", s.budget_cost_per_hour);
       bnum("kW", s.budget_kw);
     }

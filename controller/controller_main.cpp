@@ -134,6 +134,24 @@ int main(int argc, char** argv) {
       rest, [&reconciler](const std::string& key) { return reconciler->reconcile(key); }, options);
   controller::ReconcilerOptions reconciler_options;
   reconciler_options.build.default_image = image;
+  controller::ControllerMetrics& metrics = manager.metrics();
+  reconciler_options.on_pool_status = [&metrics](const controller::ClusterRef& ref,
+                                                 const std::string& pool, int desired, int ready) {
+    metrics.set_pool_replicas(ref.ns, ref.name, pool, desired, ready);
+  };
+  reconciler_options.on_autoscale = [&metrics](const controller::ClusterRef& ref,
+                                               const controller::AutoscaleOutcome& out) {
+    metrics.autoscaler_metrics_up(ref.ns, ref.name, out.metrics_up);
+    for (const auto& [pool, pd] : out.decision.pools) {
+      const auto before = out.previous.find(pool);
+      metrics.autoscaler_decision(ref.ns, ref.name, pool,
+                                  before == out.previous.end() ? pd.replicas : before->second,
+                                  pd.replicas, pd.limited);
+    }
+  };
+  reconciler_options.on_forget = [&metrics](const controller::ClusterRef& ref) {
+    metrics.forget_cluster(ref.ns, ref.name);
+  };
   reconciler =
       std::make_unique<controller::Reconciler>(rest, manager.cluster_getter(), reconciler_options);
 

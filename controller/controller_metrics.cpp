@@ -49,6 +49,80 @@ ControllerMetrics::ControllerMetrics() : registry_(std::make_shared<prometheus::
                  .Help("1 while this replica holds the leader lease and runs the workers")
                  .Register(r)
                  .Add({});
+  pool_replicas_ = &BuildGauge()
+                        .Name("splitwise_controller_pool_replicas")
+                        .Help("Replicas of an InferenceCluster pool, desired and ready")
+                        .Register(r);
+  desired_ = &BuildGauge()
+                  .Name("splitwise_autoscaler_desired_replicas")
+                  .Help("Replicas the autoscaler last decided for a pool")
+                  .Register(r);
+  decisions_ = &BuildCounter()
+                    .Name("splitwise_autoscaler_decisions_total")
+                    .Help("Autoscaler decisions that changed a pool's replicas, by direction")
+                    .Register(r);
+  limited_ = &BuildGauge()
+                  .Name("splitwise_autoscaler_limited")
+                  .Help("1 when maxReplicas or the budget kept a pool below what the load needs")
+                  .Register(r);
+  metrics_up_ = &BuildGauge()
+                     .Name("splitwise_autoscaler_metrics_up")
+                     .Help("1 when the autoscaler's last look at the load succeeded")
+                     .Register(r);
+}
+
+void ControllerMetrics::set_pool_replicas(const std::string& ns, const std::string& cluster,
+                                          const std::string& pool, int desired, int ready) {
+  const prometheus::Labels base{{"namespace", ns}, {"cluster", cluster}, {"pool", pool}};
+  auto with = [&](const char* state) {
+    prometheus::Labels l = base;
+    l["state"] = state;
+    return l;
+  };
+  pool_replicas_->Add(with("desired")).Set(desired);
+  pool_replicas_->Add(with("ready")).Set(ready);
+}
+
+void ControllerMetrics::autoscaler_decision(const std::string& ns, const std::string& cluster,
+                                            const std::string& pool, int previous, int desired,
+                                            bool limited) {
+  const prometheus::Labels l{{"namespace", ns}, {"cluster", cluster}, {"pool", pool}};
+  desired_->Add(l).Set(desired);
+  limited_->Add(l).Set(limited ? 1 : 0);
+  // Both directions exist from the first decision, so rate() has a zero to start from.
+  for (const char* dir : {"up", "down"}) {
+    prometheus::Labels d = l;
+    d["direction"] = dir;
+    auto& c = decisions_->Add(d);
+    if ((desired > previous && dir[0] == 'u') || (desired < previous && dir[0] == 'd'))
+      c.Increment();
+  }
+}
+
+void ControllerMetrics::autoscaler_metrics_up(const std::string& ns, const std::string& cluster,
+                                              bool up) {
+  metrics_up_->Add({{"namespace", ns}, {"cluster", cluster}}).Set(up ? 1 : 0);
+}
+
+void ControllerMetrics::forget_cluster(const std::string& ns, const std::string& cluster) {
+  // prometheus-cpp removes one exact label set at a time: try every one this class adds.
+  for (const char* pool : {"prompt", "token", "mixed", "router"}) {
+    const prometheus::Labels l{{"namespace", ns}, {"cluster", cluster}, {"pool", pool}};
+    for (const char* state : {"desired", "ready"}) {
+      prometheus::Labels s = l;
+      s["state"] = state;
+      if (pool_replicas_->Has(s)) pool_replicas_->Remove(&pool_replicas_->Add(s));
+    }
+    if (desired_->Has(l)) desired_->Remove(&desired_->Add(l));
+    if (limited_->Has(l)) limited_->Remove(&limited_->Add(l));
+    for (const char* dir : {"up", "down"}) {
+      prometheus::Labels d = l;
+      d["direction"] = dir;
+      if (decisions_->Has(d)) decisions_->Remove(&decisions_->Add(d));
+    }
+  }
+  const prometheus::Labels c{{"namespace", ns}, {"cluster", cluster}};
+  if (metrics_up_->Has(c)) metrics_up_->Remove(&metrics_up_->Add(c));
 }
 
 void ControllerMetrics::observe_reconcile(std::string_view result, double seconds) {

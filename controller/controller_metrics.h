@@ -31,6 +31,17 @@ class ControllerMetrics {
   void set_queue_depth(std::size_t depth);
   void set_leader(bool leader);
 
+  // Per InferenceCluster pool: replicas wanted (spec or autoscaler) and ready.
+  void set_pool_replicas(const std::string& ns, const std::string& cluster, const std::string& pool,
+                         int desired, int ready);
+  // One autoscaler decision per pool: its replicas, whether it moved up or down, and
+  // whether min/max or the budget held it back; metrics_up: the load was observable.
+  void autoscaler_decision(const std::string& ns, const std::string& cluster,
+                           const std::string& pool, int previous, int desired, bool limited);
+  void autoscaler_metrics_up(const std::string& ns, const std::string& cluster, bool up);
+  // Drops every per-cluster series of a deleted cluster.
+  void forget_cluster(const std::string& ns, const std::string& cluster);
+
   double reconcile_total(const std::string& result) const;
   double retries_total() const;
   double is_leader() const;
@@ -48,6 +59,11 @@ class ControllerMetrics {
   prometheus::Gauge* depth_;
   prometheus::Counter* retries_;
   prometheus::Gauge* leader_;
+  prometheus::Family<prometheus::Gauge>* pool_replicas_;
+  prometheus::Family<prometheus::Gauge>* desired_;
+  prometheus::Family<prometheus::Counter>* decisions_;
+  prometheus::Family<prometheus::Gauge>* limited_;
+  prometheus::Family<prometheus::Gauge>* metrics_up_;
 };
 
 struct ProbeServerOptions {

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <set>
 
+#include "controller/autoscaling_spec.h"
 #include "controller/status.h"
 
 namespace splitwise::controller {
@@ -90,20 +91,35 @@ struct Reconciler::Pass {
   ClusterRef ref;
   int64_t generation = 0;
   ClusterSpec spec;
+  AutoscalingSpec autoscaling;
   ClusterMemory memory;
 };
 
 Reconciler::Reconciler(kube::RestClient& client,
                        std::function<std::optional<Json>(const std::string& key)> get_cluster,
                        ReconcilerOptions options)
-    : client_(client), get_cluster_(std::move(get_cluster)), options_(std::move(options)) {}
+    : client_(client), get_cluster_(std::move(get_cluster)), options_(std::move(options)) {
+  auto source = options_.load_source ? options_.load_source : std::make_shared<HttpLoadSource>();
+  auto clock = options_.clock_s ? options_.clock_s : [] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  };
+  autoscale_ = std::make_unique<AutoscaleStep>(std::move(source), std::move(clock));
+}
 
 ApiResult<ReconcileResult> Reconciler::reconcile(const std::string& key) {
   std::optional<Json> cluster = get_cluster_(key);
   if (!cluster || !cluster->is_object()) {
     // Deleted: the garbage collector removes the children through their owner references.
-    std::lock_guard lock(mu_);
-    memory_.erase(key);
+    {
+      std::lock_guard lock(mu_);
+      memory_.erase(key);
+    }
+    autoscale_->forget(key);
+    if (options_.on_forget) {
+      const size_t slash = key.find('/');
+      options_.on_forget({key.substr(slash + 1), key.substr(0, slash), ""});
+    }
     return ReconcileResult{};
   }
   if (cluster->value("metadata", Json::object()).contains("deletionTimestamp"))
@@ -127,6 +143,10 @@ ApiResult<ReconcileResult> Reconciler::reconcile(const std::string& key) {
   std::vector<FieldError> errors = parsed.errors;
   // Validation of a spec that did not parse would judge defaults, not the user's values.
   if (errors.empty()) errors = validate(parsed.spec);
+  if (errors.empty()) {
+    auto autoscaling = parse_autoscaling(parsed.spec.autoscaling, &errors);
+    if (autoscaling.ok()) pass.autoscaling = *autoscaling;
+  }
   pass.spec = std::move(parsed.spec);
 
   ApiResult<ReconcileResult> result =
@@ -164,7 +184,6 @@ ApiResult<ReconcileResult> Reconciler::reconcile_invalid(Pass& pass,
 
 ApiResult<ReconcileResult> Reconciler::reconcile_valid(Pass& pass) {
   const bool monitoring = service_monitors_served();
-  std::vector<Json> wanted = build_children(pass.ref, pass.spec, options_.build, monitoring);
 
   // The children as the server has them now, by label; one list per kind.
   std::map<std::string, Json> live;
@@ -184,6 +203,30 @@ ApiResult<ReconcileResult> Reconciler::reconcile_valid(Pass& pass) {
     }
   }
 
+  auto deployment = [&](const std::string& name) {
+    auto it = live.find("Deployment/" + name);
+    return it == live.end() ? Json() : it->second;
+  };
+  // The autoscaler's replicas replace the spec's for the pools it sizes.
+  std::map<std::string, int> live_replicas, ready;
+  for (const auto& [pool, p] : pass.spec.pools) {
+    const Json d = deployment(pool_name(pass.ref, pool));
+    if (d.is_null()) continue;
+    live_replicas[pool] = d.value("spec", Json::object()).value("replicas", p.replicas);
+    ready[pool] = d.value("status", Json::object()).value("readyReplicas", 0);
+  }
+  const AutoscaleOutcome scaled =
+      autoscale_->run(pass.key, pass.ref, pass.spec, pass.autoscaling, live_replicas, ready);
+  for (const auto& [pool, n] : scaled.replicas) pass.spec.pools[pool].replicas = n;
+  if (scaled.decided) {
+    for (const auto& e : scaled.events) {
+      spdlog::info("InferenceCluster {}: {}: {}", pass.key, e.reason, e.message);
+      emit_event(pass, e.type, e.reason, e.message);
+    }
+    if (options_.on_autoscale) options_.on_autoscale(pass.ref, scaled);
+  }
+
+  std::vector<Json> wanted = build_children(pass.ref, pass.spec, options_.build, monitoring);
   if (ApiStatus st = apply_children(pass, wanted, live); !st.ok()) return st.error();
   if (ApiStatus st = remove_unwanted(pass, wanted, live); !st.ok()) return st.error();
 
@@ -203,10 +246,6 @@ ApiResult<ReconcileResult> Reconciler::reconcile_valid(Pass& pass) {
   in.ref = pass.ref;
   in.spec = pass.spec;
   in.now = rfc3339_now();
-  auto deployment = [&](const std::string& name) {
-    auto it = live.find("Deployment/" + name);
-    return it == live.end() ? Json() : it->second;
-  };
   for (const auto& [pool, p] : pass.spec.pools) {
     in.components.push_back(
         {pool, p.replicas, deployment(pool_name(pass.ref, pool)), pods_by_component[pool]});
@@ -222,6 +261,10 @@ ApiResult<ReconcileResult> Reconciler::reconcile_valid(Pass& pass) {
       [&](const Json& current) {
         in.current = current;
         computed = compute_status(in);
+        if (scaled.enabled)
+          computed.status["conditions"] =
+              set_condition(computed.status.value("conditions", Json::array()),
+                            scaled.scaling_limited, pass.generation, in.now);
         return computed.status;
       },
       &written, &previous);
@@ -233,9 +276,20 @@ ApiResult<ReconcileResult> Reconciler::reconcile_valid(Pass& pass) {
                        before->value("message", "") != d.message;
   if (written && changed && d.status == "True") emit_event(pass, "Warning", d.reason, d.message);
 
+  if (options_.on_pool_status) {
+    const Json& pools = computed.status.value("pools", Json::object());
+    for (const auto& [pool, p] : pools.items())
+      options_.on_pool_status(pass.ref, pool, p.value("desired", 0), p.value("ready", 0));
+  }
+
   ReconcileResult result;
   if (computed.progressing || computed.pods_pending || d.status == "True")
     result.requeue_after = options_.requeue_while_progressing;
+  if (scaled.enabled) {
+    // The next autoscaling decision is due then, whatever else happens.
+    const auto due = std::chrono::milliseconds(static_cast<int64_t>(scaled.requeue_s * 1000) + 1);
+    if (result.requeue_after.count() == 0 || due < result.requeue_after) result.requeue_after = due;
+  }
   return result;
 }
 

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "controller/api/inference_cluster.h"
+#include "controller/autoscale_step.h"
 #include "controller/builders.h"
 #include "controller/kube/rest_client.h"
 #include "controller/reconcile_result.h"
@@ -27,6 +28,15 @@ struct ReconcilerOptions {
   BuildOptions build;
   std::string field_manager = "splitwise-operator";
   std::chrono::milliseconds requeue_while_progressing{5000};
+  // Autoscaling: where load is observed (null: over HTTP), the clock in seconds (null:
+  // steady_clock), and callbacks for the controller's metrics.
+  std::shared_ptr<LoadSource> load_source;
+  std::function<double()> clock_s;
+  std::function<void(const ClusterRef&, const AutoscaleOutcome&)> on_autoscale;
+  // Per pool after each status computation: desired and ready replicas.
+  std::function<void(const ClusterRef&, const std::string& pool, int desired, int ready)>
+      on_pool_status;
+  std::function<void(const ClusterRef&)> on_forget;  // the cluster is gone
 };
 
 // ReconcileResult {requeue_after; 0: no timed requeue} lives in reconcile_result.h,
@@ -78,6 +88,7 @@ class Reconciler {
   kube::RestClient& client_;
   std::function<std::optional<Json>(const std::string&)> get_cluster_;
   ReconcilerOptions options_;
+  std::unique_ptr<AutoscaleStep> autoscale_;
 
   std::mutex mu_;
   std::map<std::string, ClusterMemory> memory_;                 // guarded by mu_; key "ns/name"

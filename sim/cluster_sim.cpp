@@ -59,7 +59,10 @@ struct ClusterSim::Machine {
   bool decoding = false;                    // decodes ran in this iteration
   // Decode batch (token, mixed).
   int64_t batch = 0, ctx = 0, decode_iter = 0;
+  double last_decode_end = 0;
+  int64_t joined_this_iteration = 0;
   std::vector<int> joining;    // ready to join at the next iteration
+  std::vector<int> joiners;    // joined at the start of the iteration in flight
   std::vector<int> admission;  // decoding requests, oldest first (preemption picks last)
   using Due = std::pair<int64_t, std::pair<int, int>>;  // (finish iter, (request, epoch))
   std::priority_queue<Due, std::vector<Due>, std::greater<>> due;
@@ -284,6 +287,8 @@ bool ClusterSim::try_place(int r) {
 
 void ClusterSim::join_decode(Machine& mm, int r) {
   ReqState& st = state_[r];
+  ++mm.joined_this_iteration;
+  mm.joiners.push_back(r);
   st.join_iter = mm.decode_iter;
   st.ctx_join = st.prefill_len + 1;
   st.left_at_join = st.tokens_left;
@@ -336,6 +341,8 @@ void ClusterSim::start_iteration(int m) {
   int64_t prefill_tokens = 0;
 
   // Decoders that joined since the last iteration (token: admission up to max_num_seqs).
+  mm.joined_this_iteration = 0;
+  mm.joiners.clear();
   if (mm.role != Role::kPrompt) {
     size_t take = 0;
     while (take < mm.joining.size() && mm.batch < cfg.max_num_seqs)
@@ -418,6 +425,11 @@ void ClusterSim::end_iteration(int m) {
   const double end = now_;
 
   if (mm.decoding) {
+    // Sequences that were in the previous decode iteration waited since its end; those
+    // that joined now waited since their first token (handoff included).
+    token_gaps_.add(end - mm.last_decode_end, mm.batch - mm.joined_this_iteration);
+    for (int r : mm.joiners) token_gaps_.add(end - records_[r].first_token);
+    mm.last_decode_end = end;
     ++mm.decode_iter;
     mm.ctx += mm.batch;
     if (mm.role == Role::kMixed) mm.kv_used += mm.batch;
@@ -498,7 +510,7 @@ SimRun simulate(const ClusterSpec& spec, const std::vector<Request>& trace) {
   ClusterSim sim(spec);
   sim.add_requests(trace);
   sim.run_to_completion();
-  return {sim.records(), sim.machines(), sim.now(), sim.events()};
+  return {sim.records(), sim.machines(), sim.now(), sim.events(), sim.token_gaps()};
 }
 
 }  // namespace splitwise::sim

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "sim/hardware.h"
+#include "sim/histogram.h"
 #include "sim/perf_model.h"
 #include "sim/trace.h"
 #include "workers/engine/scheduler.h"
@@ -49,12 +50,12 @@ struct RequestRecord {
   double finish = -1;
   int prompt_tokens = 0;
   int output_tokens = 0;
-  int prompt_machine = -1;  // the machine that ran the prefill (mixed: the only one)
-  int token_machine = -1;   // split requests only
-  double kv_tail_s = 0;     // KV handoff time not hidden behind the prefill
+  int prompt_machine = -1;   // the machine that ran the prefill (mixed: the only one)
+  int token_machine = -1;    // split requests only
+  double kv_tail_s = 0;      // KV handoff time not hidden behind the prefill
   int preemptions = 0;       // evicted for a prompt or another decode, up to the cap
   int forced_evictions = 0;  // at the cap, yielded its blocks to a full cache
-  bool rejected = false;  // no machine could ever hold it
+  bool rejected = false;     // no machine could ever hold it
   bool completed() const { return finish >= 0; }
   double ttft() const { return first_token - arrival; }
   double e2e() const { return finish - arrival; }
@@ -98,6 +99,9 @@ class ClusterSim {
   const std::vector<MachineStats>& machines() const { return stats_; }
   const ClusterSpec& spec() const { return spec_; }
   int64_t events() const { return events_; }
+  // The gap before every token after the first, over all requests (inter-token latency):
+  // unlike a request's mean TBT, it shows each stall a prefill causes on a mixed machine.
+  const LogHistogram& token_gaps() const { return token_gaps_; }
   // Machine-seconds by pool, from each machine's start to its stop (or now).
   double machine_seconds(int pool) const;
 
@@ -140,6 +144,7 @@ class ClusterSim {
   std::vector<router::WorkerView> views_;
   std::vector<int> pool_target_;
   std::deque<int> held_;  // placements refused for now, FCFS
+  LogHistogram token_gaps_;
 };
 
 // Runs `trace` to completion on `spec`.
@@ -148,6 +153,7 @@ struct SimRun {
   std::vector<MachineStats> machines;
   double end_s = 0;
   int64_t events = 0;
+  LogHistogram token_gaps;
 };
 SimRun simulate(const ClusterSpec& spec, const std::vector<Request>& trace);
 

@@ -55,10 +55,11 @@ Percentiles percentiles(std::vector<double> v) {
 
 Report summarize(const std::vector<RequestRecord>& records,
                  const std::vector<MachineStats>& machines, const ClusterSpec& spec,
-                 const PerfModel& reference, const SloSpec& slo, double end_s) {
+                 const PerfModel& reference, const SloSpec& slo, double end_s,
+                 const LogHistogram* token_gaps) {
   Report r;
   constexpr double kInf = std::numeric_limits<double>::infinity();
-  std::vector<double> ttft, tbt, e2e, ttft_slow, tbt_slow, e2e_slow, tail;
+  std::vector<double> ttft, tbt, e2e, ttft_slow, tbt_slow, e2e_slow, tail, ref_tbts;
   int64_t out_tokens = 0;
   for (const RequestRecord& q : records) {
     ++r.requests;
@@ -67,6 +68,7 @@ Report summarize(const std::vector<RequestRecord>& records,
     const double ref_ttft = reference.prompt_ms(q.prompt_tokens) / 1e3;
     const double ref_tbt = reference.decode_ms(1, q.prompt_tokens + q.output_tokens / 2) / 1e3;
     const double ref_e2e = ref_ttft + (q.output_tokens - 1) * ref_tbt;
+    ref_tbts.push_back(ref_tbt);
     if (q.rejected) ++r.rejected;
     if (!q.completed()) {
       // Never finished: a miss for every SLO, not a request that disappears.
@@ -94,6 +96,13 @@ Report summarize(const std::vector<RequestRecord>& records,
   r.tbt_slow = percentiles(tbt_slow);
   r.e2e_slow = percentiles(e2e_slow);
   r.kv_tail_s = percentiles(tail);
+  if (token_gaps != nullptr && token_gaps->total() > 0) {
+    r.itl_s = {token_gaps->quantile(0.5), token_gaps->quantile(0.9), token_gaps->quantile(0.99)};
+    const double ref = percentiles(ref_tbts).p50;
+    r.itl_slow = {r.itl_s.p50 / ref, r.itl_s.p90 / ref, r.itl_s.p99 / ref};
+    // Tokens of requests that never finished are not among the gaps: count them as misses.
+    if (slo.tbt_per_token && r.completed < r.requests) r.itl_slow.p99 = kInf;
+  }
   const double span = std::max(end_s, 1e-9);
   r.throughput_rps = r.completed / span;
   r.output_tokens_per_s = static_cast<double>(out_tokens) / span;
@@ -113,7 +122,10 @@ Report summarize(const std::vector<RequestRecord>& records,
     }
   };
   check("TTFT", r.ttft_slow, slo.ttft);
-  check("TBT", r.tbt_slow, slo.tbt);
+  if (slo.tbt_per_token)
+    check("TBT (per token)", r.itl_slow, slo.tbt);
+  else
+    check("TBT", r.tbt_slow, slo.tbt);
   check("E2E", r.e2e_slow, slo.e2e);
 
   double watt_s = 0;
@@ -130,13 +142,14 @@ Report summarize(const std::vector<RequestRecord>& records,
 }
 
 std::string format_report(const Report& r) {
-  char buf[1400];
+  char buf[1800];
   std::snprintf(buf, sizeof buf,
                 "requests %d  completed %d  rejected %d  preemptions %lld\n"
                 "throughput %.2f req/s  %.0f output tok/s\n"
                 "TTFT  p50 %.3f s  p90 %.3f s  p99 %.3f s   slowdown %.2fx %.2fx %.2fx\n"
                 "TBT   p50 %.4f s  p90 %.4f s  p99 %.4f s   slowdown %.2fx %.2fx %.2fx\n"
                 "E2E   p50 %.2f s  p90 %.2f s  p99 %.2f s   slowdown %.2fx %.2fx %.2fx\n"
+                "token gaps  p50 %.4f s  p90 %.4f s  p99 %.4f s   slowdown %.2fx %.2fx %.2fx\n"
                 "KV tail (not overlapped)  p50 %.2f ms  p99 %.2f ms\n"
                 "SLOs: %s\n"
                 "cost %.2f $/h  power %.1f units  machine-hours %.2f\n",
@@ -145,7 +158,8 @@ std::string format_report(const Report& r) {
                 r.ttft_slow.p50, r.ttft_slow.p90, r.ttft_slow.p99, r.tbt_s.p50, r.tbt_s.p90,
                 r.tbt_s.p99, r.tbt_slow.p50, r.tbt_slow.p90, r.tbt_slow.p99, r.e2e_s.p50,
                 r.e2e_s.p90, r.e2e_s.p99, r.e2e_slow.p50, r.e2e_slow.p90, r.e2e_slow.p99,
-                r.kv_tail_s.p50 * 1e3, r.kv_tail_s.p99 * 1e3,
+                r.itl_s.p50, r.itl_s.p90, r.itl_s.p99, r.itl_slow.p50, r.itl_slow.p90,
+                r.itl_slow.p99, r.kv_tail_s.p50 * 1e3, r.kv_tail_s.p99 * 1e3,
                 r.slo_met ? "all met" : ("missed: " + r.slo_verdict).c_str(), r.cost_per_hour,
                 r.mean_power, r.machine_hours);
   return buf;

@@ -24,6 +24,9 @@ struct SloSpec {
   std::array<double, 3> ttft{2, 3, 6};
   std::array<double, 3> tbt{1.25, 1.5, 5};
   std::array<double, 3> e2e{1.25, 1.5, 5};
+  // TBT as each token's gap (inter-token latency) against the median request's reference,
+  // instead of each request's mean gap against its own: stricter on prefill stalls.
+  bool tbt_per_token = false;
 };
 
 struct Report {
@@ -33,6 +36,7 @@ struct Report {
   Percentiles ttft_s, tbt_s, e2e_s;           // seconds
   Percentiles ttft_slow, tbt_slow, e2e_slow;  // slowdown against the reference
   Percentiles kv_tail_s;                      // split requests only
+  Percentiles itl_s, itl_slow;                // every token's gap (when the run's gaps were given)
   bool slo_met = false;
   std::string slo_verdict;  // "ok" or the first SLO missed, with its value
   double machine_hours = 0, cost_usd = 0, cost_per_hour = 0, mean_power = 0;
@@ -42,7 +46,8 @@ struct Report {
 // `reference` times each request alone (batch 1) for the slowdowns.
 Report summarize(const std::vector<RequestRecord>& records,
                  const std::vector<MachineStats>& machines, const ClusterSpec& spec,
-                 const PerfModel& reference, const SloSpec& slo, double end_s);
+                 const PerfModel& reference, const SloSpec& slo, double end_s,
+                 const LogHistogram* token_gaps = nullptr);
 
 std::string format_report(const Report& r);
 

@@ -10,7 +10,7 @@ Report probe(const ClusterSpec& spec, const std::vector<Request>& lengths,
   ArrivalProcess process{rate, search.duration_s, search.cv, search.seed};
   const auto trace = generate(process, lengths);
   const SimRun run = simulate(spec, trace);
-  return summarize(run.records, run.machines, spec, reference, slo, run.end_s);
+  return summarize(run.records, run.machines, spec, reference, slo, run.end_s, &run.token_gaps);
 }
 
 RateResult max_rate_meeting_slo(const ClusterSpec& spec, const std::vector<Request>& lengths,

@@ -18,7 +18,7 @@ int main(int argc, char** argv) {
   DesignSize size{25, 15, 0};
   double rate = 0, duration = 600, cv = 1;
   uint64_t seed = 1;
-  bool find_max = false;
+  bool find_max = false, tbt_per_token = false;
   std::string csv, svg;
   app.add_option("--design", design,
                  "baseline-a100, baseline-h100, splitwise-aa, splitwise-hh, splitwise-ha, "
@@ -33,6 +33,8 @@ int main(int argc, char** argv) {
   app.add_option("--cv", cv, "Inter-arrival coefficient of variation with --rate (1: Poisson)");
   app.add_option("--seed", seed, "Random seed for --rate");
   app.add_flag("--find-max-rate", find_max, "Search the highest --rate at which every SLO holds");
+  app.add_flag("--tbt-per-token", tbt_per_token,
+               "Judge the TBT SLOs on every token's gap, not on each request's mean gap");
   app.add_option("--csv", csv, "Write one row per request here");
   app.add_option("--svg", svg, "Write latency over time here");
   CLI11_PARSE(app, argc, argv);
@@ -50,7 +52,8 @@ int main(int argc, char** argv) {
   if (!reference.ok()) return fail(reference.status());
   auto lengths = topt.load();
   if (!lengths.ok()) return fail(lengths.status());
-  const SloSpec slo;
+  SloSpec slo;
+  slo.tbt_per_token = tbt_per_token;
 
   const auto t0 = std::chrono::steady_clock::now();
   if (find_max) {
@@ -67,7 +70,8 @@ int main(int argc, char** argv) {
   if (rate > 0) trace = generate({rate, duration, cv, seed}, *lengths);
   const SimRun run = simulate(*spec, trace);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const Report rep = summarize(run.records, run.machines, *spec, **reference, slo, run.end_s);
+  const Report rep =
+      summarize(run.records, run.machines, *spec, **reference, slo, run.end_s, &run.token_gaps);
   std::printf("%s, %s, %zu requests over %.0f s: simulated in %.3f s wall (%lld events)\n",
               design.c_str(), topt.model.c_str(), trace.size(),
               trace.empty() ? 0.0 : trace.back().arrival_s, wall,
