@@ -8,7 +8,7 @@ PACKAGES=(
   libopenblas-openmp-dev libcli11-dev libspdlog-dev nlohmann-json3-dev libicu-dev
   libboost-dev libssl-dev prometheus-cpp-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  clang-format
+  clang-format prometheus
 )
 
 missing=()

@@ -17,7 +17,7 @@ Histogram::BucketBoundaries time_buckets() {
 }  // namespace
 
 WorkerMetrics::WorkerMetrics(const std::string& role)
-    : registry_(std::make_shared<prometheus::Registry>()) {
+    : registry_(std::make_shared<prometheus::Registry>()), role_(role) {
   auto& r = *registry_;
   const prometheus::Labels role_label{{"role", role}};
   queue_requests_ = &BuildGauge()
@@ -106,7 +106,7 @@ void WorkerMetrics::set_snapshot(const EngineSnapshot& s) {
 }
 
 void WorkerMetrics::request_finished(const std::string& outcome) {
-  requests_->Add({{"outcome", outcome}}).Increment();
+  requests_->Add({{"role", role_}, {"outcome", outcome}}).Increment();
 }
 
 void WorkerMetrics::handoff_sent(uint64_t bytes, double seconds, double tail_seconds) {

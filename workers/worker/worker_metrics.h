@@ -50,6 +50,7 @@ class WorkerMetrics {
   prometheus::Counter* handoff_received_bytes_;
   prometheus::Histogram* handoff_seconds_;
   prometheus::Histogram* handoff_tail_seconds_;
+  std::string role_;  // a label on every series, as on the families built with it
   prometheus::Counter* handoff_failures_;
   prometheus::Family<prometheus::Counter>* requests_;
 };
