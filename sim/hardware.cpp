@@ -6,7 +6,9 @@ Result<ModelSpec> model_spec(const std::string& name) {
   // Architectures from the models' published configs.
   if (name == "llama2-70b") return ModelSpec{name, 69e9, 80, 8, 128, 2};
   if (name == "bloom-176b") return ModelSpec{name, 176e9, 70, 112, 128, 2};
-  return Status::error("unknown model '" + name + "' (known: llama2-70b, bloom-176b)");
+  // The llama2.c model in ../shared, fp32: for profiles of our own CPU engine.
+  if (name == "stories260K") return ModelSpec{name, 260e3, 5, 4, 8, 4};
+  return Status::error("unknown model '" + name + "' (known: llama2-70b, bloom-176b, stories260K)");
 }
 
 Result<MachineSpec> machine_spec(const std::string& name) {
@@ -20,9 +22,13 @@ Result<MachineSpec> machine_spec(const std::string& name) {
   if (name == "h100cap")
     return MachineSpec{name,  "h100-80gb-pcap", 8,    80e9,  3.35e12, 400e9, 0.005,
                        38.08, 0.7 * 44.0,       0.49, "H100"};
-  return Status::error("unknown machine '" + name + "' (known: a100, h100, h100cap)");
+  // One CPU host running our CPU engine (the development machine's class: DDR bandwidth,
+  // 10 GbE); cost and power are nominal, for trying the tools on CPU profiles.
+  if (name == "cpu")
+    return MachineSpec{name, "cpu", 1, 24e9, 20e9, 1.25e9, 0.001, 0.10, 0.2, 0.065, "CPU"};
+  return Status::error("unknown machine '" + name + "' (known: a100, h100, h100cap, cpu)");
 }
 
-std::vector<std::string> machine_names() { return {"a100", "h100", "h100cap"}; }
+std::vector<std::string> machine_names() { return {"a100", "h100", "h100cap", "cpu"}; }
 
 }  // namespace splitwise::sim

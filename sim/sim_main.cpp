@@ -19,7 +19,7 @@ int main(int argc, char** argv) {
   double rate = 0, duration = 600, cv = 1;
   uint64_t seed = 1;
   bool find_max = false, tbt_per_token = false;
-  std::string csv, svg;
+  std::string csv, svg, prompt_machine, token_machine, reference_machine = "a100";
   app.add_option("--design", design,
                  "baseline-a100, baseline-h100, splitwise-aa, splitwise-hh, splitwise-ha, "
                  "splitwise-hhcap")
@@ -35,6 +35,14 @@ int main(int argc, char** argv) {
   app.add_flag("--find-max-rate", find_max, "Search the highest --rate at which every SLO holds");
   app.add_flag("--tbt-per-token", tbt_per_token,
                "Judge the TBT SLOs on every token's gap, not on each request's mean gap");
+  app.add_option(
+      "--prompt-machine", prompt_machine,
+      "Machine type of the prompt pool (a100, h100, h100cap, cpu), instead of the design's");
+  app.add_option("--token-machine", token_machine,
+                 "Machine type of the token (and mixed) pool, instead of the design's");
+  app.add_option("--reference", reference_machine,
+                 "Machine whose batch-1 times the slowdown SLOs are relative to")
+      ->capture_default_str();
   app.add_option("--csv", csv, "Write one row per request here");
   app.add_option("--svg", svg, "Write latency over time here");
   CLI11_PARSE(app, argc, argv);
@@ -46,9 +54,15 @@ int main(int argc, char** argv) {
   auto model = model_spec(topt.model);
   if (!model.ok()) return fail(model.status());
   ProfileSet profiles(topt.profile_path(), *model);
-  auto spec = make_design(design, size, profiles);
+  auto spec = prompt_machine.empty() && token_machine.empty()
+                  ? make_design(design, size, profiles)
+                  : make_cluster(prompt_machine, size.prompt,
+                                 token_machine.empty() ? prompt_machine : token_machine, size.token,
+                                 token_machine.empty() ? prompt_machine : token_machine, size.mixed,
+                                 profiles);
   if (!spec.ok()) return fail(spec.status());
-  auto reference = profiles.get("a100");  // the paper's SLOs are relative to a DGX-A100
+  // The paper's SLOs are relative to a DGX-A100 running the request alone.
+  auto reference = profiles.get(reference_machine);
   if (!reference.ok()) return fail(reference.status());
   auto lengths = topt.load();
   if (!lengths.ok()) return fail(lengths.status());
