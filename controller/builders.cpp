@@ -132,12 +132,14 @@ std::string config_hash(const Json& config_map) {
 }
 
 Json build_config_map(const ClusterRef& ref, const ClusterSpec& spec) {
-  // The router's worker list: each pool's headless Service (DNS name + port).
+  // The router's worker list: each pool's headless Service, which the router resolves to
+  // every ready pod's address (discover: dns), so each replica is a worker of its own.
   Json workers = Json::array();
   for (const auto& [pool, p] : spec.pools) {
     workers.push_back(
         {{"role", pool},
-         {"address", pool_name(ref, pool) + "." + ref.ns + ".svc:" + std::to_string(kHttpPort)}});
+         {"address", pool_name(ref, pool) + "." + ref.ns + ".svc:" + std::to_string(kHttpPort)},
+         {"discover", "dns"}});
   }
   Json cm = {{"apiVersion", "v1"},
              {"kind", "ConfigMap"},

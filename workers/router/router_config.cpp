@@ -35,6 +35,11 @@ Status read_workers_yaml(const std::string& path, std::vector<WorkerAddress>* ou
                              "' is not prompt, token or mixed");
       auto a = parse_worker_address(*role, w["address"].as<std::string>());
       if (!a.ok()) return a.status().with_context(where);
+      if (w["discover"]) {
+        const std::string how = w["discover"].as<std::string>();
+        if (how != "dns") return Status::error(where + ": discover '" + how + "' is not 'dns'");
+        a->discover = true;
+      }
       out->push_back(*a);
     }
   } catch (const YAML::Exception& e) {

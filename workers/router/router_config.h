@@ -16,6 +16,7 @@ Result<WorkerAddress> parse_worker_address(worker::Role role, const std::string&
 //   workers:
 //     - {role: prompt, address: 127.0.0.1:8101}
 //     - {role: token,  address: 127.0.0.1:8102}
+//     - {role: token,  address: llama-token.ns.svc:8000, discover: dns}  # every address
 // appending to `out`. Errors name the file and the entry.
 Status read_workers_yaml(const std::string& path, std::vector<WorkerAddress>* out);
 

@@ -103,9 +103,7 @@ void RouterService::stop() {
 
 void RouterService::refresh_pool_metrics() {
   for (auto role : {worker::Role::kPrompt, worker::Role::kToken, worker::Role::kMixed}) {
-    int total = 0;
-    for (size_t i = 0; i < pool_->size(); ++i) total += pool_->address(int(i)).role == role;
-    metrics_.workers(worker::to_string(role), pool_->healthy_count(role), total);
+    metrics_.workers(worker::to_string(role), pool_->healthy_count(role), pool_->known_count(role));
   }
   metrics_.inflight(inflight_);
 }

@@ -2,6 +2,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <boost/asio/ip/tcp.hpp>
+#include <memory>
+#include <set>
+
 namespace splitwise::router {
 
 namespace {
@@ -20,20 +25,94 @@ WorkerView::Role view_role(worker::Role r) {
 
 WorkerPool::WorkerPool(boost::asio::io_context& io, net::HttpClient& client,
                        std::vector<WorkerAddress> workers, PoolOptions options)
-    : io_(io), client_(client), options_(options), timer_(io) {
-  for (auto& a : workers) workers_.push_back(Entry{std::move(a)});
+    : io_(io), client_(client), options_(std::move(options)), timer_(io), resolve_timer_(io) {
+  for (auto& a : workers) {
+    if (a.discover)
+      seeds_.push_back(std::move(a));
+    else
+      workers_.push_back(Entry{std::move(a)});
+  }
+  if (!options_.resolver) {
+    options_.resolver = [this](const std::string& host,
+                               std::function<void(Result<std::vector<std::string>>)> done) {
+      auto resolver = std::make_shared<boost::asio::ip::tcp::resolver>(io_);
+      resolver->async_resolve(
+          host, "", [resolver, host, done](const boost::system::error_code& ec, auto results) {
+            if (ec) return done(Status::error("resolving " + host + ": " + ec.message()));
+            std::vector<std::string> out;
+            for (const auto& r : results) out.push_back(r.endpoint().address().to_string());
+            done(std::move(out));
+          });
+    };
+  }
 }
 
-void WorkerPool::start() { poll(); }
+void WorkerPool::start() {
+  resolve();
+  poll();
+}
 
 void WorkerPool::stop() {
   stopped_ = true;
   timer_.cancel();
+  resolve_timer_.cancel();
+}
+
+void WorkerPool::resolve() {
+  if (stopped_ || seeds_.empty()) return;
+  for (int s = 0; s < static_cast<int>(seeds_.size()); ++s) {
+    options_.resolver(seeds_[s].host, [this, s](Result<std::vector<std::string>> r) {
+      if (stopped_) return;
+      if (!r.ok()) {
+        // Keep what is known: a DNS hiccup must not empty a pool.
+        spdlog::warn("worker discovery: {}", r.status().message());
+        return;
+      }
+      resolved(s, *r);
+    });
+  }
+  resolve_timer_.expires_after(options_.resolve_interval);
+  resolve_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) resolve();
+  });
+}
+
+void WorkerPool::resolved(int seed, const std::vector<std::string>& addresses) {
+  const WorkerAddress& from = seeds_[seed];
+  const std::set<std::string> now(addresses.begin(), addresses.end());
+  std::set<std::string> known;
+  for (Entry& e : workers_) {
+    if (e.seed != seed) continue;
+    known.insert(e.address.host);
+    const bool present = now.count(e.address.host) > 0;
+    if (present && e.gone) {
+      spdlog::info("worker {} ({}) is back", e.address.id(), from.host);
+      e.gone = false;
+      e.failures = 0;
+    } else if (!present && !e.gone) {
+      spdlog::info("worker {} left {}", e.address.id(), from.host);
+      e.gone = true;
+      e.healthy = false;
+    }
+  }
+  for (const std::string& host : now) {
+    if (known.count(host)) continue;
+    Entry e{WorkerAddress{from.role, host, from.port, false}};
+    e.seed = seed;
+    spdlog::info("worker {} found behind {}", e.address.id(), from.host);
+    workers_.push_back(std::move(e));
+  }
 }
 
 int WorkerPool::healthy_count(worker::Role role) const {
   int n = 0;
-  for (const Entry& e : workers_) n += e.healthy && e.address.role == role;
+  for (const Entry& e : workers_) n += e.healthy && !e.gone && e.address.role == role;
+  return n;
+}
+
+int WorkerPool::known_count(worker::Role role) const {
+  int n = 0;
+  for (const Entry& e : workers_) n += !e.gone && e.address.role == role;
   return n;
 }
 
@@ -50,7 +129,7 @@ std::vector<WorkerView> WorkerPool::views() const {
     w.id = e.address.id();
     w.role = view_role(e.address.role);
     // A worker that says it has another role than configured is misconfigured: skip it.
-    w.healthy = e.healthy && e.state.role == e.address.role;
+    w.healthy = e.healthy && !e.gone && e.state.role == e.address.role;
     w.pending_prefill_tokens = e.state.pending_prefill_tokens + e.local_prefill_tokens;
     w.queued_requests = e.state.queued_requests + e.local_requests;
     w.free_kv_blocks = std::max(0, e.state.free_kv_blocks - e.local_blocks);
@@ -79,6 +158,7 @@ void WorkerPool::mark_failed(int worker) {
 void WorkerPool::poll() {
   if (stopped_) return;
   for (size_t i = 0; i < workers_.size(); ++i) {
+    if (workers_[i].gone) continue;
     const WorkerAddress& a = workers_[i].address;
     net::HttpRequest req;
     req.method = "GET";
@@ -86,6 +166,7 @@ void WorkerPool::poll() {
     client_.request(
         a.host, a.port, req, options_.poll_timeout_ms, [this, i](Result<net::HttpResponse> r) {
           Entry& e = workers_[i];
+          if (e.gone) return;  // left while the poll was in flight
           Result<worker::WorkerState> st =
               r.ok() && r->status == 200
                   ? worker::parse_worker_state(r->body)
