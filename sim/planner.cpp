@@ -258,6 +258,8 @@ std::string pools_yaml(const Candidate& c, const std::string& comment) {
   const auto [pt, tt] = machine_types(c.design);
   std::ostringstream y;
   y << "# " << comment << "\n";
+  y << "# Each replica is one instance of the profile's machine (gpusPerWorker GPUs, the\n"
+       "# profile's tensor-parallel size); size pools of other shapes from their own profile.\n";
   y << "pools:\n";
   auto pool = [&](const char* name, const std::string& type, int n) {
     auto m = machine_spec(type);
