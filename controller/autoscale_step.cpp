@@ -9,9 +9,10 @@ namespace splitwise::controller {
 Result<std::string> machine_for_gpu(const std::string& gpu_type) {
   if (gpu_type == "H100") return std::string("h100");
   if (gpu_type == "A100") return std::string("a100");
+  if (gpu_type == "CPU") return std::string("cpu");  // our CPU engine's profiles
   return Status::error("no performance profile for gpuType " +
                        (gpu_type.empty() ? std::string("(none: nodeSelector only)") : gpu_type) +
-                       "; autoscaling knows H100 and A100");
+                       "; autoscaling knows H100, A100 and CPU");
 }
 
 AutoscaleStep::AutoscaleStep(std::shared_ptr<LoadSource> source, std::function<double()> now_s)
@@ -36,7 +37,7 @@ Result<MachineModel> AutoscaleStep::machine_model(const AutoscalingSpec& a, cons
   machine->gpus = pool.gpus_per_worker;
   const std::string key =
       a.profile_path + "|" + a.profile_model + "|" + *name + "|" + std::to_string(machine->gpus);
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(profiles_mu_);
   auto it = profiles_.find(key);
   if (it == profiles_.end()) {
     auto perf = sim::PerfModel::from_csv(a.profile_path, *m, *machine, machine->gpus);
@@ -52,13 +53,18 @@ AutoscaleOutcome AutoscaleStep::run(const std::string& key, const ClusterRef& re
                                     const std::map<std::string, int>& ready) {
   AutoscaleOutcome out;
   if (!a.enabled) {
-    forget(key);
+    std::lock_guard lock(mu_);
+    out.disabled_now = states_.erase(key) > 0;
     return out;
   }
   out.enabled = true;
   const double now = now_s_();
   std::unique_lock lock(mu_);
   State& st = states_[key];
+  if (st.uid != ref.uid) {
+    st = State();
+    st.uid = ref.uid;
+  }
   const bool due = st.last < 0 || now - st.last >= a.interval_seconds;
   if (!due) {
     out.replicas = st.replicas;
@@ -102,6 +108,13 @@ AutoscaleOutcome AutoscaleStep::run(const std::string& key, const ClusterRef& re
   if (pools.size() < 2 && problem.empty())
     problem = "autoscaling sizes a prompt and a token pool; this cluster has " +
               std::to_string(pools.size()) + " of them";
+  // Two scrapes of the router Service may reach two different routers, whose counters
+  // do not difference into a rate: several routers need Prometheus (or an explicit URL).
+  if (problem.empty() && a.prometheus_url.empty() && a.router_metrics_url.empty() &&
+      spec.router.replicas > 1)
+    problem = "with " + std::to_string(spec.router.replicas) +
+              " router replicas set spec.autoscaling.metrics.prometheusURL: scrapes of the "
+              "router Service reach one replica at a time";
 
   Result<LoadObservation> load = Status::error(problem);
   if (problem.empty()) {
@@ -136,6 +149,7 @@ AutoscaleOutcome AutoscaleStep::run(const std::string& key, const ClusterRef& re
   }
 
   out.decided = true;
+  out.metrics_checked = problem.empty();
   out.metrics_up = d.observed;
   out.decision = d;
   for (const auto& [name, pd] : d.pools) {
@@ -159,9 +173,14 @@ AutoscaleOutcome AutoscaleStep::run(const std::string& key, const ClusterRef& re
     std::string msg;
     for (const auto& [name, pd] : d.pools)
       if (pd.limited) msg += (msg.empty() ? "" : "; ") + name + ": " + pd.reason;
-    out.scaling_limited = {kScalingLimited, "True",
-                           d.limited_reason.empty() ? "MaxReplicasReached" : "BudgetExhausted",
-                           msg};
+    // The most actionable cause first: pods that never get ready, then the budget.
+    std::string reason = "MaxReplicasReached";
+    for (const char* kind : {"ReplicasNotReady", "BudgetExhausted"}) {
+      const bool any = std::any_of(d.pools.begin(), d.pools.end(),
+                                   [&](const auto& kv) { return kv.second.limit == kind; });
+      if (any && reason == "MaxReplicasReached") reason = kind;
+    }
+    out.scaling_limited = {kScalingLimited, "True", reason, msg};
   } else {
     out.scaling_limited = {kScalingLimited, "False", "WithinLimits",
                            "the autoscaler's replicas are within minReplicas/maxReplicas and the "

@@ -28,10 +28,12 @@ struct AutoscaleOutcome {
   struct Event {
     std::string type, reason, message;
   };
-  std::vector<Event> events;  // what changed (or went wrong) in this decision
-  double requeue_s = 0;       // when the next decision is due
-  bool decided = false;       // a decision was made in this pass (metrics update)
+  std::vector<Event> events;     // what changed (or went wrong) in this decision
+  double requeue_s = 0;          // when the next decision is due
+  bool decided = false;          // a decision was made in this pass (metrics update)
+  bool metrics_checked = false;  // the load source was asked (no configuration problem)
   bool metrics_up = false;
+  bool disabled_now = false;  // autoscaling was on for this cluster and is off now
   Decision decision;
 };
 
@@ -49,6 +51,7 @@ class AutoscaleStep {
 
  private:
   struct State {
+    std::string uid;  // a recreated cluster starts afresh
     Autoscaler scaler;
     double last = -1;  // time of the last decision; -1: none yet
     std::map<std::string, int> replicas;
@@ -60,8 +63,10 @@ class AutoscaleStep {
   std::shared_ptr<LoadSource> source_;
   std::function<double()> now_s_;
   std::mutex mu_;
-  std::map<std::string, State> states_;                                    // guarded by mu_
-  std::map<std::string, std::shared_ptr<const sim::PerfModel>> profiles_;  // guarded by mu_
+  std::map<std::string, State> states_;  // guarded by mu_
+  // Its own lock: parsing a profile must not stall other clusters' decisions.
+  std::mutex profiles_mu_;
+  std::map<std::string, std::shared_ptr<const sim::PerfModel>> profiles_;  // profiles_mu_
 };
 
 // The simulator's machine for a pool's GPU type ("H100" -> h100, "A100" -> a100), or an

@@ -36,6 +36,9 @@ Decision Autoscaler::decide(double now, const AutoscalingSpec& spec, const LoadO
   std::string why;
   if (load == nullptr || !plausible(*load, &why)) {
     d.observation = "metrics unavailable: " + (load == nullptr ? error : why);
+    // The scale-down window starts again once the load is seen: history from before an
+    // outage is gone, and one low reading after it must not shrink a pool.
+    first_seen_.clear();
     for (const auto& [name, p] : pools) {
       PoolDecision& pd = d.pools[name];
       // Hold what runs now; a pool that somehow has none gets its minimum back, never 0.
@@ -67,26 +70,46 @@ Decision Autoscaler::decide(double now, const AutoscalingSpec& spec, const LoadO
     }
     const int cur = p.replicas;
     const int lo = std::max(p.min_replicas, 1), hi = std::max(p.max_replicas, lo);
+    const int64_t step = spec.max_step;  // int64: cur + step must not overflow
+    const bool may_shrink = now - first_seen_[name] >= spec.scale_down_window_seconds;
     int next = cur;
     if (p.ready < cur) {
+      // A rollout under way: no growth on top of pods not yet ready (they may be pending
+      // for capacity), but shrinking stays allowed, so a pool is never stuck large.
+      auto [since, _] = not_ready_since_.try_emplace(name, now);
       pd.reason = "rollout in progress (" + std::to_string(p.ready) + " of " + std::to_string(cur) +
                   " ready)";
+      if (down < cur && may_shrink) {
+        next = static_cast<int>(std::max<int64_t>(down, cur - step));
+        pd.reason += ", load needs " + std::to_string(pd.recommended);
+      }
+      if (now - since->second >= kNotReadyLimitSeconds) {
+        pd.limited = true;
+        pd.limit = "ReplicasNotReady";
+        pd.reason += " for " + std::to_string(static_cast<int>(now - since->second)) +
+                     " s: pods pending or failing";
+      }
     } else if (up > cur) {
-      next = std::min(up, cur + spec.max_step);
+      not_ready_since_.erase(name);
+      next = static_cast<int>(std::min<int64_t>(up, cur + step));
       pd.reason = "load needs " + std::to_string(pd.recommended);
-    } else if (down < cur && !hist.empty() &&
-               now - first_seen_.try_emplace(name, now).first->second >=
-                   spec.scale_down_window_seconds) {
-      next = std::max(down, cur - spec.max_step);
+    } else if (down < cur && !hist.empty() && may_shrink) {
+      not_ready_since_.erase(name);
+      next = static_cast<int>(std::max<int64_t>(down, cur - step));
       pd.reason = "load needs " + std::to_string(pd.recommended) + " for " +
                   std::to_string(static_cast<int>(spec.scale_down_window_seconds)) + " s";
     } else {
+      not_ready_since_.erase(name);
       pd.reason = "load needs " + std::to_string(pd.recommended);
     }
     if (next > hi) {
       next = hi;
-      pd.limited = true;
-      pd.reason += ", capped at maxReplicas " + std::to_string(hi);
+      // Limited only when the load wants more than the cap, not when the cap was lowered.
+      if (pd.recommended > hi) {
+        pd.limited = true;
+        if (pd.limit.empty()) pd.limit = "MaxReplicasReached";
+        pd.reason += ", capped at maxReplicas " + std::to_string(hi);
+      }
     }
     if (next < lo) next = lo;
     pd.replicas = next;
@@ -128,11 +151,22 @@ Decision Autoscaler::decide(double now, const AutoscalingSpec& spec, const LoadO
       const int inc = d.pools[name].replicas - std::max({p.replicas, p.min_replicas, 1});
       if (inc > most) most = inc, grow = name;
     }
-    if (grow.empty()) break;  // already over without growing: never shrink for budget here
+    if (grow.empty()) {
+      // Over the budget without growing (the budget was lowered): say so, shrink nothing.
+      for (auto& [name, pd] : d.pools) {
+        if (pd.limited) continue;
+        pd.limited = true;
+        pd.limit = "BudgetExhausted";
+        pd.reason += ", over the " + which + " already";
+      }
+      d.limited_reason = which;
+      break;
+    }
     PoolDecision& pd = d.pools[grow];
     --pd.replicas;
-    if (!pd.limited) pd.reason += ", limited by the " + which;
+    if (pd.limit != "BudgetExhausted") pd.reason += ", limited by the " + which;
     pd.limited = true;
+    pd.limit = "BudgetExhausted";
     d.limited_reason = which;
   }
   return d;

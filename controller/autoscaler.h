@@ -29,6 +29,8 @@ struct PoolDecision {
   int replicas = 0;      // to apply
   std::string reason;    // why it moved, or why it held
   bool limited = false;  // min/max or the budget stopped it short of the recommendation
+  // Why, for ScalingLimited: MaxReplicasReached, BudgetExhausted or ReplicasNotReady.
+  std::string limit;
 };
 
 struct Decision {
@@ -38,6 +40,9 @@ struct Decision {
   bool limited() const;
   std::string limited_reason;  // when the budget (not min/max) binds, which one
 };
+
+// A rollout still unfinished after this long is reported as ScalingLimited.
+inline constexpr double kNotReadyLimitSeconds = 300;
 
 class Autoscaler {
  public:
@@ -52,6 +57,7 @@ class Autoscaler {
   // Scale-down needs a whole window of recommendations: a restarted operator must not
   // shrink a pool on its first, partial look.
   std::map<std::string, double> first_seen_;
+  std::map<std::string, double> not_ready_since_;  // pool -> start of an unfinished rollout
 };
 
 // NaN, infinite or negative values, or a rate with no lengths: not a usable observation.

@@ -44,8 +44,9 @@ Result<AutoscalingSpec> parse_autoscaling(const Json& a, std::vector<FieldError>
   number("scaleUpStabilizationSeconds", s.scale_up_window_seconds, 0, false);
   number("scaleDownStabilizationSeconds", s.scale_down_window_seconds, 0, false);
   if (a.contains("maxStep")) {
-    if (!a["maxStep"].is_number_integer() || a["maxStep"].get<int64_t>() < 1)
-      errors->push_back({field("maxStep"), "must be an integer >= 1"});
+    if (!a["maxStep"].is_number_integer() || a["maxStep"].get<int64_t>() < 1 ||
+        a["maxStep"].get<int64_t>() > 1000)
+      errors->push_back({field("maxStep"), "must be an integer in [1, 1000]"});
     else
       s.max_step = static_cast<int>(a["maxStep"].get<int64_t>());
   }
@@ -65,8 +66,9 @@ Result<AutoscalingSpec> parse_autoscaling(const Json& a, std::vector<FieldError>
           out = b[name].get<double>();
       };
       if (b.contains("gpus")) {
-        if (!b["gpus"].is_number_integer() || b["gpus"].get<int64_t>() <= 0)
-          errors->push_back({field("budget.gpus"), "must be a positive integer"});
+        if (!b["gpus"].is_number_integer() || b["gpus"].get<int64_t>() <= 0 ||
+            b["gpus"].get<int64_t>() > 1'000'000)
+          errors->push_back({field("budget.gpus"), "must be an integer in [1, 1000000]"});
         else
           s.budget_gpus = static_cast<int>(b["gpus"].get<int64_t>());
       }

@@ -41,8 +41,10 @@ PoolNeed needed_machines(const LoadObservation& load, const MachineModel& prompt
 
   const double prompt_rate = load.arrival_rate * load.mean_prompt_tokens;
   const double output_rate = load.arrival_rate * std::max(0.0, load.mean_output_tokens - 1);
-  need.prompt = static_cast<int>(std::ceil(prompt_rate / (need.prompt_capacity * util)));
-  need.token = static_cast<int>(std::ceil(output_rate / (need.token_capacity * util)));
+  // Clamped in double: a wild rate must not overflow the int (Autoscaler applies maxReplicas).
+  auto count = [](double x) { return static_cast<int>(std::clamp(std::ceil(x), 0.0, 1e6)); };
+  need.prompt = count(prompt_rate / (need.prompt_capacity * util));
+  need.token = count(output_rate / (need.token_capacity * util));
   return need;
 }
 

@@ -141,7 +141,8 @@ int main(int argc, char** argv) {
   };
   reconciler_options.on_autoscale = [&metrics](const controller::ClusterRef& ref,
                                                const controller::AutoscaleOutcome& out) {
-    metrics.autoscaler_metrics_up(ref.ns, ref.name, out.metrics_up);
+    if (out.disabled_now) return metrics.forget_autoscaler(ref.ns, ref.name);
+    if (out.metrics_checked) metrics.autoscaler_metrics_up(ref.ns, ref.name, out.metrics_up);
     for (const auto& [pool, pd] : out.decision.pools) {
       const auto before = out.previous.find(pool);
       metrics.autoscaler_decision(ref.ns, ref.name, pool,

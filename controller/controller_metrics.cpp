@@ -113,6 +113,13 @@ void ControllerMetrics::forget_cluster(const std::string& ns, const std::string&
       s["state"] = state;
       if (pool_replicas_->Has(s)) pool_replicas_->Remove(&pool_replicas_->Add(s));
     }
+  }
+  forget_autoscaler(ns, cluster);
+}
+
+void ControllerMetrics::forget_autoscaler(const std::string& ns, const std::string& cluster) {
+  for (const char* pool : {"prompt", "token", "mixed"}) {
+    const prometheus::Labels l{{"namespace", ns}, {"cluster", cluster}, {"pool", pool}};
     if (desired_->Has(l)) desired_->Remove(&desired_->Add(l));
     if (limited_->Has(l)) limited_->Remove(&limited_->Add(l));
     for (const char* dir : {"up", "down"}) {

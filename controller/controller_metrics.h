@@ -41,6 +41,8 @@ class ControllerMetrics {
   void autoscaler_metrics_up(const std::string& ns, const std::string& cluster, bool up);
   // Drops every per-cluster series of a deleted cluster.
   void forget_cluster(const std::string& ns, const std::string& cluster);
+  // Drops the autoscaler's series of a cluster that no longer autoscales.
+  void forget_autoscaler(const std::string& ns, const std::string& cluster);
 
   double reconcile_total(const std::string& result) const;
   double retries_total() const;

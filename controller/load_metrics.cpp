@@ -104,7 +104,9 @@ Result<double> parse_instant_query(std::string_view body) {
     return Status::error("Prometheus answer is not an instant vector");
   const Json& result = data.value("result", Json::array());
   if (!result.is_array()) return Status::error("Prometheus answer has no result array");
-  if (result.empty()) return 0.0;
+  // The router exports its histograms from the start, so no series at all means the
+  // query matches nothing (labels, scrape config): not "no traffic".
+  if (result.empty()) return Status::error("Prometheus has no series for the query");
   if (result.size() > 1) return Status::error("Prometheus answer has several series, wanted one");
   const Json& value = result[0].value("value", Json::array());
   double x;
@@ -143,16 +145,21 @@ Result<LoadObservation> HttpLoadSource::observe(const std::string& key,
     auto rate = [&](const char* series) {
       return "sum(rate(" + std::string(series) + "{" + selector + "}[2m]))";
     };
-    auto n = query(rate("splitwise_router_prompt_tokens_count"));
-    auto ps = query(rate("splitwise_router_prompt_tokens_sum"));
-    auto oc = query(rate("splitwise_router_output_tokens_count"));
-    auto os = query(rate("splitwise_router_output_tokens_sum"));
-    for (auto* r : {&n, &ps, &oc, &os})
-      if (!r->ok()) return r->status();
+    // One at a time, stopping at the first failure: a Prometheus that is down must cost a
+    // reconcile worker one timeout, not four.
+    double v[4];
+    const char* series[4] = {
+        "splitwise_router_prompt_tokens_count", "splitwise_router_prompt_tokens_sum",
+        "splitwise_router_output_tokens_count", "splitwise_router_output_tokens_sum"};
+    for (int i = 0; i < 4; ++i) {
+      auto r = query(rate(series[i]));
+      if (!r.ok()) return Status::error(r.status().message() + " (" + rate(series[i]) + ")");
+      v[i] = *r;
+    }
     LoadObservation o;
-    o.arrival_rate = *n;
-    o.mean_prompt_tokens = *n > 0 ? *ps / *n : 0;
-    o.mean_output_tokens = *oc > 0 ? *os / *oc : 0;
+    o.arrival_rate = v[0];
+    o.mean_prompt_tokens = v[0] > 0 ? v[1] / v[0] : 0;
+    o.mean_output_tokens = v[2] > 0 ? v[3] / v[2] : 0;
     return o;
   }
   // One router: difference this scrape against the previous one.

@@ -30,8 +30,8 @@ Result<RouterCounters> parse_router_metrics(std::string_view text);
 Result<LoadObservation> load_between(const RouterCounters& before, const RouterCounters& after,
                                      double seconds);
 
-// The value of a Prometheus instant-query answer holding one sample (an empty vector
-// reads as 0: no requests finished in the range).
+// The value of a Prometheus instant-query answer holding one sample; an empty vector is
+// an error (the query matched no series).
 Result<double> parse_instant_query(std::string_view body);
 
 // Observes one cluster's load. Implementations keep what they need between calls.

@@ -218,6 +218,7 @@ ApiResult<ReconcileResult> Reconciler::reconcile_valid(Pass& pass) {
   const AutoscaleOutcome scaled =
       autoscale_->run(pass.key, pass.ref, pass.spec, pass.autoscaling, live_replicas, ready);
   for (const auto& [pool, n] : scaled.replicas) pass.spec.pools[pool].replicas = n;
+  if (scaled.disabled_now && options_.on_autoscale) options_.on_autoscale(pass.ref, scaled);
   if (scaled.decided) {
     for (const auto& e : scaled.events) {
       spdlog::info("InferenceCluster {}: {}: {}", pass.key, e.reason, e.message);

@@ -73,6 +73,7 @@ class AutoscaleReconcileTest : public ::testing::Test {
     object["spec"]["pools"]["prompt"]["gpusPerWorker"] = 8;  // the profile's TP-8 machines
     object["spec"]["pools"]["token"]["gpusPerWorker"] = 8;
     object["spec"]["autoscaling"] = autoscaling;
+    object["spec"]["router"]["replicas"] = routers_;
     ASSERT_TRUE(fake_->create("inferenceclusters", object).ok());
   }
   Json enabled(Json extra = Json::object()) {
@@ -117,6 +118,7 @@ class AutoscaleReconcileTest : public ::testing::Test {
   }
 
   std::string profile_;
+  int routers_ = 1;  // one router: its Service can be scraped without Prometheus
   double now_ = 1000;
   int decisions_ = 0;
   AutoscaleOutcome last_;
@@ -226,6 +228,34 @@ TEST_F(AutoscaleReconcileTest, BadAutoscalingFieldIsAnInvalidSpecNamingIt) {
   EXPECT_NE(degraded->value("message", "").find("spec.autoscaling.maxStep"), std::string::npos);
   EXPECT_FALSE(fake_->get("deployments", kNs, std::string(kName) + "-prompt").has_value());
   EXPECT_EQ(load_->calls, 0);
+}
+
+TEST_F(AutoscaleReconcileTest, SeveralRoutersNeedPrometheus) {
+  routers_ = 2;
+  create(enabled());
+  reconcile();
+  Json limited = scaling_limited();
+  EXPECT_EQ(limited.value("reason", ""), "CannotSize");
+  EXPECT_NE(limited.value("message", "").find("prometheusURL"), std::string::npos)
+      << limited.dump();
+  EXPECT_EQ(load_->calls, 0);
+  EXPECT_FALSE(last_.metrics_checked) << "a configuration problem is not a metrics outage";
+}
+
+TEST_F(AutoscaleReconcileTest, TurningAutoscalingOffIsReportedOnce) {
+  create(enabled());
+  reconcile();
+  EXPECT_TRUE(last_.enabled);
+  auto c = fake_->get("inferenceclusters", kNs, kName);
+  Json object = *c;
+  object["spec"]["autoscaling"]["enabled"] = false;
+  ASSERT_TRUE(fake_->put_object("inferenceclusters", object).ok());
+  const int before = decisions_;
+  reconcile();
+  EXPECT_TRUE(last_.disabled_now) << "the controller's metrics drop the autoscaler's series";
+  EXPECT_EQ(decisions_, before + 1);
+  reconcile();
+  EXPECT_EQ(decisions_, before + 1) << "only once";
 }
 
 TEST_F(AutoscaleReconcileTest, UnprofiledGpuTypeHoldsWithAReason) {

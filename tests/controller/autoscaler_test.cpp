@@ -485,24 +485,38 @@ TEST_F(AutoscalerTest, AShortDipDoesNotShrinkThePool) {
   for (; t <= 1200; t += 30) EXPECT_EQ(prompt_only(t, 10, p).replicas, 10) << "at " << t;
 }
 
-TEST_F(AutoscalerTest, NoChangeWhileARolloutIsInProgress) {
+TEST_F(AutoscalerTest, RolloutHoldsGrowthButNotShrinkingAndIsReportedWhenItLasts) {
   PoolNow p = pool(4);
   p.ready = 2;
   PoolDecision pd = prompt_only(0, 12, p);
-  EXPECT_EQ(pd.replicas, 4);
+  EXPECT_EQ(pd.replicas, 4) << "no growth on top of pods not yet ready";
   EXPECT_TRUE(contains(pd.reason, "rollout in progress")) << pd.reason;
   EXPECT_TRUE(contains(pd.reason, "2 of 4")) << pd.reason;
-  // Nor down, once the window has passed.
-  p = pool(12);
-  p.ready = 11;
-  for (double t = 30; t <= 600; t += 30) {
-    pd = prompt_only(t, 1, p);
-    EXPECT_EQ(pd.replicas, 12) << "at " << t;
-    EXPECT_TRUE(contains(pd.reason, "rollout in progress")) << pd.reason;
+  EXPECT_FALSE(pd.limited) << "a fresh rollout is not a limit yet";
+  // Still not ready after kNotReadyLimitSeconds: limited, with its own reason.
+  pd = prompt_only(kNotReadyLimitSeconds, 12, p);
+  EXPECT_EQ(pd.replicas, 4);
+  EXPECT_TRUE(pd.limited);
+  EXPECT_EQ(pd.limit, "ReplicasNotReady");
+  EXPECT_TRUE(contains(pd.reason, "pods pending or failing")) << pd.reason;
+
+  // Shrinking stays allowed during a rollout, once the scale-down window has passed, so
+  // a pool whose extra pods never start is not stuck large.
+  Autoscaler fresh;
+  PoolNow big = pool(12);
+  big.ready = 11;
+  const LoadObservation low = load_for(1, 1);
+  int replicas = 12;
+  for (double t = 0; t <= 600; t += 30) {
+    big.replicas = replicas;
+    const Decision d =
+        fresh.decide(t, spec_, &low, "", {{"prompt", big}}, prompt_, token_, model_, targets_);
+    replicas = d.pools.at("prompt").replicas;
+    if (t < spec_.scale_down_window_seconds) {
+      EXPECT_EQ(replicas, 12) << "at " << t;
+    }
   }
-  // Ready again: it moves.
-  p.ready = 12;
-  EXPECT_LT(prompt_only(630, 1, p).replicas, 12);
+  EXPECT_LT(replicas, 12);
 }
 
 TEST_F(AutoscalerTest, MaxReplicasClampsAndSetsLimited) {

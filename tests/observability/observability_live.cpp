@@ -213,17 +213,25 @@ TEST(ObservabilityLive, EveryDashboardAndAlertQueryHasData) {
       controller::yaml_to_json(testing::read_file(source_dir() / "crds/examples/cpu-dev.yaml"));
   ASSERT_TRUE(ic.ok()) << ic.status().message();
   const std::string ns = (*ic)["metadata"]["namespace"], cluster = (*ic)["metadata"]["name"];
-  // Autoscaling on, reading this test's Prometheus (started below on this port), so that
-  // the autoscaler's series exist. CPU pools have no performance profile: the autoscaler
-  // holds them and says so (metrics_up 0), through the same code that exports its series.
+  // Autoscaling on, reading the router's rates from this test's Prometheus (started below
+  // on this port), so the autoscaler's series exist and carry real decisions. The CPU
+  // pools are sized from a small profile of stories260K on "cpu" machines, in the
+  // perf_model.csv format (`splitwise-bench profile` writes the same).
   const Endpoint prom{"127.0.0.1", free_port()};
+  const fs::path profile = dir / "cpu_profile.csv";
+  {
+    std::ofstream csv(profile);
+    csv << "model,hardware,prompt_size,batch_size,token_size,peak_power,average_power,"
+           "prompt_time,token_time,e2e_time,tensor_parallel\n";
+    for (int b : {1, 2, 4, 8, 16, 32, 64})
+      csv << "stories260K,cpu,64," << b << ",32,0,0," << 0.5 * b << "," << 0.05 * (1 + b / 8.0)
+          << ",0,1\n";
+  }
   (*ic)["spec"]["autoscaling"] = {
       {"enabled", true},
       {"intervalSeconds", 2},
       {"metrics", {{"prometheusURL", "http://" + prom.str()}}},
-      {"profile",
-       {{"path", (testing::shared_dir() / "data/splitwise-sim-profiles/perf_model.csv").string()},
-        {"model", "llama2-70b"}}}};
+      {"profile", {{"path", profile.string()}, {"model", "stories260K"}}}};
   ASSERT_TRUE(api.create("inferenceclusters", *ic).ok());
   const uint16_t controller_port = free_port();
   std::string error;
@@ -371,6 +379,16 @@ TEST(ObservabilityLive, EveryDashboardAndAlertQueryHasData) {
         failures.push_back("rule " + r.value("name", "") + ": " + r.value("lastError", ""));
     }
   EXPECT_EQ(rules_evaluated, static_cast<int>(rules.size()));
+
+  // The operator's autoscaler read the router's rates through this Prometheus (the
+  // scrape labels match what its query selects) and turned them into decisions.
+  const ApiAnswer up = prometheus_api(
+      prom, "/api/v1/query?query=" + url_encode("max(splitwise_autoscaler_metrics_up)"));
+  ASSERT_EQ(up.error, "");
+  ASSERT_FALSE(up.data["result"].empty()) << "the autoscaler exported no metrics_up";
+  EXPECT_EQ(up.data["result"][0]["value"][1].get<std::string>(), "1")
+      << "the autoscaler could not read the load:\n"
+      << controller->output();
 
   std::string report;
   for (const std::string& f : failures) report += "  " + f + "\n";

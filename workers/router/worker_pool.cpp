@@ -30,7 +30,7 @@ WorkerPool::WorkerPool(boost::asio::io_context& io, net::HttpClient& client,
     if (a.discover)
       seeds_.push_back(std::move(a));
     else
-      workers_.push_back(Entry{std::move(a)});
+      workers_.push_back(entry(std::move(a)));
   }
   if (!options_.resolver) {
     options_.resolver = [this](const std::string& host,
@@ -92,15 +92,25 @@ void WorkerPool::resolved(int seed, const std::vector<std::string>& addresses) {
     } else if (!present && !e.gone) {
       spdlog::info("worker {} left {}", e.address.id(), from.host);
       e.gone = true;
+      e.gone_at = std::chrono::steady_clock::now();
       e.healthy = false;
     }
   }
+  const auto now_t = std::chrono::steady_clock::now();
   for (const std::string& host : now) {
     if (known.count(host)) continue;
-    Entry e{WorkerAddress{from.role, host, from.port, false}};
+    Entry e = entry(WorkerAddress{from.role, host, from.port, false});
     e.seed = seed;
     spdlog::info("worker {} found behind {}", e.address.id(), from.host);
-    workers_.push_back(std::move(e));
+    // Pods come and go with every rollout: a slot gone long enough that no request can
+    // still name it is reused, so the pool does not grow without bound.
+    auto reuse = std::find_if(workers_.begin(), workers_.end(), [&](const Entry& old) {
+      return old.seed == seed && old.gone && now_t - old.gone_at > kReuseGoneAfter;
+    });
+    if (reuse != workers_.end())
+      *reuse = std::move(e);
+    else
+      workers_.push_back(std::move(e));
   }
 }
 

@@ -37,6 +37,10 @@ struct WorkerAddress {
 using Resolver = std::function<void(const std::string& host,
                                     std::function<void(Result<std::vector<std::string>>)>)>;
 
+// A discovered worker's slot is reused this long after its address left the DNS answer
+// (longer than any request placed on it can still be running or failing over).
+inline constexpr std::chrono::minutes kReuseGoneAfter{30};
+
 struct PoolOptions {
   std::chrono::milliseconds poll_interval{250};
   int poll_timeout_ms = 1000;
@@ -82,7 +86,13 @@ class WorkerPool {
     int64_t local_requests = 0;
     int seed = -1;      // index into seeds_ for discovered workers
     bool gone = false;  // its address left the DNS answer
+    std::chrono::steady_clock::time_point gone_at{};
   };
+  static Entry entry(WorkerAddress address) {
+    Entry e;
+    e.address = std::move(address);
+    return e;
+  }
   void poll();
   void schedule();
   void resolve();
