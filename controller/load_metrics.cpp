@@ -1,12 +1,12 @@
 #include "controller/load_metrics.h"
 
-#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
 
 #include "controller/api/inference_cluster.h"
 #include "controller/kube/http_client.h"
+#include "controller/kube/rest_client.h"
 
 namespace splitwise::controller {
 namespace {
@@ -18,21 +18,6 @@ bool parse_double(std::string_view s, double& out) {
   }
   auto r = std::from_chars(s.data(), s.data() + s.size(), out);
   return r.ec == std::errc() && r.ptr == s.data() + s.size();
-}
-
-// URL-encodes a PromQL query for a GET parameter.
-std::string url_encode(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      char buf[4];
-      std::snprintf(buf, sizeof buf, "%%%02X", c);
-      out += buf;
-    }
-  }
-  return out;
 }
 
 }  // namespace
@@ -138,7 +123,7 @@ Result<LoadObservation> HttpLoadSource::observe(const std::string& key,
   if (!prometheus_url.empty()) {
     // Rates over all router replicas: requests, and mean lengths as sum rate / count rate.
     auto query = [&](const std::string& expr) -> Result<double> {
-      auto body = get(prometheus_url, "/api/v1/query?query=" + url_encode(expr));
+      auto body = get(prometheus_url, "/api/v1/query?query=" + kube::url_encode(expr));
       if (!body.ok()) return body.status();
       return parse_instant_query(*body);
     };
